@@ -1,0 +1,50 @@
+"""Course pages. Views stay thin: ask `permissions`, query, render."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from grading.models import SubmissionStatus
+
+from . import permissions
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """One page per person: what they teach, what they have to do."""
+    user = request.user
+    teaching = (
+        permissions.teaching_courses(user)
+        .filter(archived=False)
+        .annotate(
+            student_count=Count(
+                "enrollments",
+                filter=Q(enrollments__role="student", enrollments__ended_at__isnull=True),
+                distinct=True,
+            ),
+            assignment_count=Count("assignments", distinct=True),
+        )
+        .order_by("code")
+    )
+    assignments = (
+        permissions.student_assignments(user)
+        .select_related("course")
+        .annotate(
+            submitted=Count(
+                "submissions",
+                filter=Q(
+                    submissions__student=user,
+                    submissions__status=SubmissionStatus.SUBMITTED,
+                ),
+            )
+        )
+        .order_by("due_at", "id")
+    )
+    return render(
+        request,
+        "courses/home.html",
+        {"teaching": teaching, "assignments": assignments},
+    )
