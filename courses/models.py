@@ -173,7 +173,9 @@ class Assignment(models.Model):
         verbose_name = _("assignment")
         verbose_name_plural = _("assignments")
         constraints = [
-            models.CheckConstraint(condition=Q(attempts_allowed__gte=1), name="attempts_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(attempts_allowed__gte=1), name="attempts_at_least_one"
+            ),
             models.CheckConstraint(
                 condition=Q(state__in=[s.value for s in AssignmentState]),
                 name="assignment_state_valid",

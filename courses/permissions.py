@@ -19,9 +19,7 @@ def _is_anonymous(user: User | None) -> bool:
 def course_role(user: User | None, course: Course) -> str | None:
     if _is_anonymous(user):
         return None
-    enrollment = (
-        Enrollment.objects.active().filter(user=user, course=course).only("role").first()
-    )
+    enrollment = Enrollment.objects.active().filter(user=user, course=course).only("role").first()
     return enrollment.role if enrollment else None
 
 

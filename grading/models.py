@@ -126,7 +126,10 @@ class Criterion(models.Model):
     description = models.TextField(_("description"), blank=True)
     max_points = models.PositiveIntegerField(_("max points"))
     scoring = models.CharField(
-        _("scoring"), max_length=10, choices=CriterionScoring.choices, default=CriterionScoring.RANGE
+        _("scoring"),
+        max_length=10,
+        choices=CriterionScoring.choices,
+        default=CriterionScoring.RANGE,
     )
 
     class Meta:
@@ -248,7 +251,9 @@ class Answer(models.Model):
         verbose_name = _("answer")
         verbose_name_plural = _("answers")
         constraints = [
-            models.UniqueConstraint(fields=["submission", "question"], name="one_answer_per_question"),
+            models.UniqueConstraint(
+                fields=["submission", "question"], name="one_answer_per_question"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in AnswerStatus]), name="answer_status_valid"
             ),
@@ -402,7 +407,9 @@ class FinalGrade(models.Model):
             models.CheckConstraint(
                 condition=Q(points__lte=F("max_points")), name="final_grade_within_max"
             ),
-            models.CheckConstraint(condition=Q(version__gte=1), name="final_grade_version_positive"),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="final_grade_version_positive"
+            ),
             models.CheckConstraint(
                 condition=~Q(source="override") | ~Q(override_reason=""),
                 name="override_needs_reason",
@@ -431,6 +438,9 @@ class FinalCriterionGrade(models.Model):
                 condition=Q(points__lte=F("max_points")), name="final_criterion_within_max"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.criterion_id}: {self.points}/{self.max_points}"
 
     @property
     def changed_by_teacher(self) -> bool:
@@ -496,6 +506,14 @@ class AuditEvent(models.Model):
 
     GENESIS_HASH = "0" * 64
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Audit events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Audit events cannot be deleted.")
+
     def hashed_content(self) -> dict[str, Any]:
         return {
             "created_at": self.created_at.isoformat(),
@@ -515,11 +533,3 @@ class AuditEvent(models.Model):
 
     def compute_hash(self) -> str:
         return sha256_hex(self.hashed_content())
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("Audit events cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("Audit events cannot be deleted.")

@@ -1,0 +1,109 @@
+"""Shared actors and a small school for every test."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from courses.models import (
+    Assignment,
+    AssignmentState,
+    Course,
+    Enrollment,
+    Question,
+    QuestionKind,
+    Role,
+    User,
+)
+from grading.models import Criterion, Level, Rubric
+
+PASSWORD = "correct-horse-battery"
+
+
+def make_user(username: str, **extra: object) -> User:
+    user = User(username=username, name=extra.pop("name", username.title()), **extra)
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+@pytest.fixture
+def course(db) -> Course:
+    return Course.objects.create(title="八年级语文", code="CHN-8A", term="2026秋季")
+
+
+@pytest.fixture
+def other_course(db) -> Course:
+    return Course.objects.create(title="Grade 8 Science", code="SCI-8B", language="en")
+
+
+@pytest.fixture
+def teacher(course) -> User:
+    user = make_user("teacher", name="王老师")
+    Enrollment.objects.create(course=course, user=user, role=Role.TEACHER)
+    return user
+
+
+@pytest.fixture
+def other_teacher(other_course) -> User:
+    user = make_user("other_teacher")
+    Enrollment.objects.create(course=other_course, user=user, role=Role.TEACHER)
+    return user
+
+
+@pytest.fixture
+def student(course) -> User:
+    user = make_user("student", name="李明")
+    Enrollment.objects.create(course=course, user=user, role=Role.STUDENT)
+    return user
+
+
+@pytest.fixture
+def other_student(course) -> User:
+    user = make_user("other_student", name="张伟")
+    Enrollment.objects.create(course=course, user=user, role=Role.STUDENT)
+    return user
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return make_user("outsider")
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return make_user("root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def rubric(db) -> Rubric:
+    rubric = Rubric.objects.create(title="作文", language="zh-hans")
+    for order, title in enumerate(["内容切题", "结构清晰", "语言表达", "文采创意", "书写规范"], 1):
+        criterion = Criterion.objects.create(rubric=rubric, order=order, title=title, max_points=20)
+        Level.objects.create(criterion=criterion, order=1, points=16, descriptor="一等")
+        Level.objects.create(criterion=criterion, order=2, points=0, descriptor="四等")
+    return rubric
+
+
+@pytest.fixture
+def assignment(course) -> Assignment:
+    return Assignment.objects.create(
+        course=course,
+        title="期中作文",
+        state=AssignmentState.PUBLISHED,
+        due_at=timezone.now() + datetime.timedelta(days=3),
+    )
+
+
+@pytest.fixture
+def essay_question(assignment, rubric) -> Question:
+    return Question.objects.create(
+        assignment=assignment,
+        order=1,
+        kind=QuestionKind.ESSAY,
+        prompt="以“那一刻，我长大了”为题写一篇记叙文。",
+        rubric=rubric,
+        reference_answer="围绕具体的成长瞬间展开。",
+    )
