@@ -165,6 +165,8 @@ LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=120.0)  # seconds to read one rep
 LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", default=5.0)
 LLM_MAX_CONCURRENCY = env.int("LLM_MAX_CONCURRENCY", default=32)  # requests in flight, total
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=3)
+LLM_BACKOFF_BASE = env.float("LLM_BACKOFF_BASE", default=0.5)  # seconds, doubled per retry
+LLM_INVALID_RETRIES = env.int("LLM_INVALID_RETRIES", default=2)  # re-asks after a bad reply
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=1024)
 LLM_SAMPLES = env.int("LLM_SAMPLES", default=1)  # self-consistency: n choices per request
@@ -192,6 +194,12 @@ if REDIS_URL := env.str("REDIS_URL", default=""):
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = env.float("Q_POLL", default=0.5)
+
+# Answers per grading task; 0 means four rounds of each worker's share of
+# LLM_MAX_CONCURRENCY, so every request slot stays busy until a chunk ends.
+GRADING_CHUNK_SIZE = env.int("GRADING_CHUNK_SIZE", default=0)
+# An answer stuck in "grading" is re-enqueued this many times, then left to a teacher.
+GRADING_MAX_REQUEUES = env.int("GRADING_MAX_REQUEUES", default=2)
 
 # Demo accounts are refused outside DEBUG unless explicitly allowed.
 DEMO_PASSWORD = "markwise-demo"

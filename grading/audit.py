@@ -59,10 +59,7 @@ def audit_record(
 ) -> AuditEvent:
     """Append one event to the chain. `actor=None` means the system did it."""
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # Serialise writers so that two events never claim the same predecessor.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        _lock_chain()
         last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
         event = AuditEvent(
             actor=actor,
@@ -81,6 +78,48 @@ def audit_record(
         event.hash = event.compute_hash()
         event.save()
     return event
+
+
+def audit_record_many(events: list[dict[str, Any]]) -> list[AuditEvent]:
+    """Append many system events at once (a grading batch): one lock, one insert.
+
+    Each dict has action, target_type, target_id and optionally actor,
+    assignment_id, submission_id, before, after, reason.
+    """
+    if not events:
+        return []
+    with transaction.atomic():
+        _lock_chain()
+        prev = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+        prev = prev or AuditEvent.GENESIS_HASH
+        request_id = current_request_id()
+        rows = []
+        for spec in events:
+            actor = spec.get("actor")
+            event = AuditEvent(
+                actor=actor,
+                actor_label=getattr(actor, "username", "") or "system",
+                action=spec["action"],
+                target_type=spec["target_type"],
+                target_id=str(spec["target_id"]),
+                assignment_id=spec.get("assignment_id"),
+                submission_id=spec.get("submission_id"),
+                before=spec.get("before"),
+                after=spec.get("after"),
+                reason=spec.get("reason", ""),
+                request_id=request_id,
+                prev_hash=prev,
+            )
+            event.hash = prev = event.compute_hash()
+            rows.append(event)
+        return AuditEvent.objects.bulk_create(rows)
+
+
+def _lock_chain() -> None:
+    if connection.vendor == "postgresql":
+        # Serialise writers so that two events never claim the same predecessor.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
 
 
 @dataclass(frozen=True)

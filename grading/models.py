@@ -244,6 +244,7 @@ class Answer(models.Model):
     )
     # When grading was last claimed: the sweeper re-enqueues answers stuck too long.
     grading_started_at = models.DateTimeField(null=True, blank=True)
+    grading_requeues = models.PositiveSmallIntegerField(default=0)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:

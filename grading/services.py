@@ -1,0 +1,865 @@
+"""Grading rules. The only code that writes assessments and grades.
+
+Flow: `submission_submit` / `assignment_grade` mark answers GRADING and, on
+commit, enqueue django-q2 tasks of `chunk_size()` answers each. A task calls
+`answers_grade`, which scores objective answers in-process, screens
+subjective ones, sends the rest to the model concurrently (or to the rule
+engine when no model is configured), validates every reply, and stores one
+Assessment per model call. Every answer ends GRADED (a proposal to review),
+NEEDS_MANUAL (with the reason) or APPROVED (objective). A failure is never a
+zero, and a task that runs twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Prefetch, Sum
+from django.utils import timezone
+
+from courses.models import Assignment, GradingMode
+from courses.models import User as UserModel
+
+from . import objective, rules, screening
+from .audit import audit_record, audit_record_many
+from .llm import ChatReply, ContextLengthExceeded, LLMClient, LLMError
+from .models import (
+    Answer,
+    AnswerStatus,
+    Assessment,
+    AssessmentStatus,
+    Criterion,
+    CriterionScore,
+    FinalGrade,
+    GradeSource,
+    Scorer,
+    Submission,
+    SubmissionStatus,
+    sha256_hex,
+)
+from .prompts import PROMPT_VERSION, GradingContext, InvalidReply, Proposal, parse_reply
+
+logger = logging.getLogger(__name__)
+
+LOW_CONFIDENCE = 0.6
+PERSIST_BATCH = 64
+TASK_FUNC = "grading.tasks.grade_answers"
+TASK_HOOK = "grading.tasks.grading_finished"
+
+
+# --- Enqueueing ----------------------------------------------------------------------
+
+
+def per_worker_concurrency() -> int:
+    """LLM_MAX_CONCURRENCY is for the whole cluster; each worker gets its share."""
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, settings.LLM_MAX_CONCURRENCY // workers)
+
+
+def chunk_size() -> int:
+    # A whole number of rounds per chunk keeps every slot busy until the chunk ends.
+    return settings.GRADING_CHUNK_SIZE or 4 * per_worker_concurrency()
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def answers_enqueue(*, answer_ids: Iterable[int], force: bool = False) -> int:
+    """Mark answers GRADING and enqueue their grading once the transaction commits.
+
+    Approved answers are left alone: a teacher's grade is never replaced by a
+    new proposal behind their back.
+    """
+    from django_q.tasks import async_task
+
+    now = timezone.now()
+    ids = sorted(
+        Answer.objects.filter(pk__in=list(answer_ids))
+        .exclude(status=AnswerStatus.APPROVED)
+        .values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    Answer.objects.filter(pk__in=ids).update(
+        status=AnswerStatus.GRADING, grading_started_at=now, status_reason="", updated_at=now
+    )
+
+    def enqueue() -> None:
+        for chunk in _chunks(ids, chunk_size()):
+            async_task(TASK_FUNC, chunk, force=force, hook=TASK_HOOK)
+
+    transaction.on_commit(enqueue)
+    return len(ids)
+
+
+def submission_submit(*, submission: Submission, actor: UserModel | None = None) -> Submission:
+    """Hand in a submission; grading starts after the commit, never inside the request."""
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission.pk)
+        if submission.status == SubmissionStatus.SUBMITTED:
+            return submission
+        now = timezone.now()
+        submission.status = SubmissionStatus.SUBMITTED
+        submission.submitted_at = now
+        submission.is_late = submission.assignment.is_past_due(now)
+        submission.save(update_fields=["status", "submitted_at", "is_late", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="submission.submitted",
+            target=submission,
+            after={"attempt": submission.attempt, "late": submission.is_late},
+            assignment_id=submission.assignment_id,
+            submission_id=submission.pk,
+        )
+        answers_enqueue(answer_ids=submission.answers.values_list("pk", flat=True))
+    return submission
+
+
+def assignment_grade(
+    *, assignment: Assignment, actor: UserModel | None = None, force: bool = False
+) -> int:
+    """Grade (or regrade) every submitted answer of an assignment. Returns how many were queued."""
+    with transaction.atomic():
+        ids = Answer.objects.filter(
+            submission__assignment=assignment, submission__status=SubmissionStatus.SUBMITTED
+        ).values_list("pk", flat=True)
+        count = answers_enqueue(answer_ids=ids, force=force)
+        audit_record(
+            actor=actor,
+            action="assignment.grading_requested",
+            target=assignment,
+            after={"answers": count, "force": force},
+            assignment_id=assignment.pk,
+        )
+    return count
+
+
+def answers_requeue_stuck(*, older_than: timedelta | None = None) -> int:
+    """Re-enqueue answers left GRADING past the task timeout (a worker died, a broker lost it).
+
+    After GRADING_MAX_REQUEUES tries an answer goes to manual grading instead,
+    so nothing hangs forever and nothing is silently dropped.
+    """
+    cutoff = timezone.now() - (older_than or timedelta(seconds=settings.Q_CLUSTER["retry"] + 60))
+    stuck = Answer.objects.filter(status=AnswerStatus.GRADING, grading_started_at__lt=cutoff)
+    with transaction.atomic():
+        exhausted = list(
+            stuck.filter(grading_requeues__gte=settings.GRADING_MAX_REQUEUES).values_list(
+                "pk", flat=True
+            )
+        )
+        if exhausted:
+            answers_mark_failed(
+                answer_ids=exhausted,
+                reason=f"grading did not finish after {settings.GRADING_MAX_REQUEUES} tries",
+            )
+        retry_ids = list(stuck.values_list("pk", flat=True))
+        for answer in Answer.objects.filter(pk__in=retry_ids):
+            answer.grading_requeues += 1
+            answer.save(update_fields=["grading_requeues"])
+        answers_enqueue(answer_ids=retry_ids)
+    return len(retry_ids)
+
+
+def answers_mark_failed(*, answer_ids: Iterable[int], reason: str) -> int:
+    """Answers whose grading crashed go to manual grading with the reason (never a zero)."""
+    now = timezone.now()
+    ids = list(
+        Answer.objects.filter(pk__in=list(answer_ids), status=AnswerStatus.GRADING).values_list(
+            "pk", flat=True
+        )
+    )
+    Answer.objects.filter(pk__in=ids).update(
+        status=AnswerStatus.NEEDS_MANUAL,
+        status_reason=reason[:2000],
+        grading_started_at=None,
+        updated_at=now,
+    )
+    audit_record_many(
+        [
+            {"action": "answer.needs_manual", "target_type": "grading.answer", "target_id": pk,
+             "after": {"reason": reason[:500]}}
+            for pk in ids
+        ]
+    )  # fmt: skip
+    return len(ids)
+
+
+# --- Grading --------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One subjective answer on its way to a scorer."""
+
+    answer: Answer
+    context: GradingContext
+    input_hash: str
+    injection: list[str]
+
+
+@dataclass
+class CallRecord:
+    """One model call (or rule-engine run), stored as one Assessment."""
+
+    status: str
+    raw_output: str = ""
+    error: str = ""
+    latency_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int = 0
+    model: str = ""
+    attempt: int = 1
+
+
+@dataclass
+class Outcome:
+    input_hash: str
+    calls: list[CallRecord] = field(default_factory=list)
+    proposal: Proposal | None = None
+    confidence: float | None = None
+    failure: str = ""
+
+
+@dataclass
+class GradeSummary:
+    graded: int = 0
+    needs_manual: int = 0
+    approved: int = 0
+    skipped: int = 0
+    reused: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _scorer() -> tuple[str, str]:
+    if settings.LLM_BASE_URL:
+        return Scorer.LLM, settings.LLM_MODEL
+    return Scorer.RULES, rules.RULES_VERSION
+
+
+def _input_hash(context: GradingContext, answer_text: str, scorer: str, model: str) -> str:
+    # Everything the result depends on: the answer, the whole prompt prefix (rubric
+    # snapshot, question, reference, guidelines), the prompt version and the model.
+    h = hashlib.sha256()
+    for part in (
+        screening.normalize(answer_text),
+        context.system_prompt,
+        PROMPT_VERSION,
+        scorer,
+        model,
+        str(settings.LLM_SAMPLES),
+    ):
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _load(answer_ids: list[int]) -> list[Answer]:
+    criteria = Prefetch(
+        "question__rubric__criteria",
+        queryset=Criterion.objects.order_by("order", "id").prefetch_related("levels"),
+    )
+    return list(
+        Answer.objects.filter(pk__in=answer_ids)
+        .select_related(
+            "question__rubric", "question__assignment", "submission", "current_assessment"
+        )
+        .prefetch_related(criteria)
+        .order_by("pk")
+    )
+
+
+def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary:
+    """Grade the given answers. Safe to call twice: finished answers are skipped."""
+    summary = GradeSummary()
+    scorer, model = _scorer()
+    contexts: dict[int, GradingContext] = {}
+    jobs: list[Job] = []
+    immediate: list[tuple[Answer, dict[str, Any]]] = []
+
+    for answer in _load(answer_ids):
+        if answer.status != AnswerStatus.GRADING:
+            summary.skipped += 1  # finished by an earlier run of this task, or approved
+            continue
+        question = answer.question
+        if not question.is_subjective:
+            immediate.append((answer, _objective_outcome(answer)))
+            continue
+        if question.assignment.grading_mode == GradingMode.MANUAL:
+            immediate.append((answer, {"manual": "this assignment is graded by teachers only"}))
+            continue
+        if question.rubric is None:
+            immediate.append((answer, {"manual": "the question has no rubric"}))
+            continue
+        if question.pk not in contexts:
+            contexts[question.pk] = GradingContext(
+                language=question.assignment.language,
+                question=question.prompt,
+                reference_answer=question.reference_answer,
+                guidelines=question.grader_guidelines,
+                rubric=question.rubric.snapshot(),
+            )
+        context = contexts[question.pk]
+        input_hash = _input_hash(context, answer.text, scorer, model)
+        current = answer.current_assessment
+        if (
+            not force
+            and current is not None
+            and current.input_hash == input_hash
+            and current.status == AssessmentStatus.COMPLETED
+        ):
+            immediate.append((answer, {"unchanged": True}))
+            continue
+        if screening.is_blank(answer.text):
+            immediate.append((answer, {"blank": (context, input_hash)}))
+            continue
+        jobs.append(Job(answer, context, input_hash, screening.injection_signals(answer.text)))
+
+    _persist_immediate(immediate, summary)
+
+    # Identical normalized answers to the same question are graded once.
+    leaders: dict[str, Job] = {}
+    followers: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.input_hash in leaders:
+            followers.setdefault(job.input_hash, []).append(job)
+        else:
+            leaders[job.input_hash] = job
+    previous = _previous_results(list(leaders))
+    for input_hash, assessment in previous.items():
+        group = [leaders.pop(input_hash), *followers.pop(input_hash, [])]
+        _persist_reuse(group, assessment, summary)
+
+    if not leaders:
+        return summary
+    outcomes = (
+        _llm_outcomes(list(leaders.values()))
+        if scorer == Scorer.LLM
+        else (_rules_outcome(job) for job in leaders.values())
+    )
+    batch: list[Outcome] = []
+    for outcome in outcomes:
+        batch.append(outcome)
+        if len(batch) >= PERSIST_BATCH:
+            _persist_outcomes(batch, leaders, followers, scorer, summary)
+            batch = []
+    if batch:
+        _persist_outcomes(batch, leaders, followers, scorer, summary)
+    return summary
+
+
+def _objective_outcome(answer: Answer) -> dict[str, Any]:
+    q = answer.question
+    try:
+        result = objective.score(
+            kind=q.kind, answer_key=q.answer_key, points=q.points, text=answer.text,
+            choices=list(answer.choices or []),
+        )  # fmt: skip
+    except objective.AnswerKeyError as exc:
+        return {"manual": f"answer key problem: {exc}"}
+    return {"objective": result}
+
+
+def _previous_results(hashes: list[str]) -> dict[str, Assessment]:
+    """Completed assessments of identical inputs from earlier runs: reuse, don't re-send."""
+    found: dict[str, Assessment] = {}
+    for assessment in (
+        Assessment.objects.filter(
+            input_hash__in=hashes, status=AssessmentStatus.COMPLETED, reused_from__isnull=True
+        )
+        .prefetch_related("scores")
+        .order_by("-created_at")
+    ):
+        found.setdefault(assessment.input_hash, assessment)
+    return found
+
+
+# --- Calling the model ------------------------------------------------------------------
+
+
+def _llm_outcomes(jobs: list[Job]) -> Iterator[Outcome]:
+    """Run every job concurrently on an event loop in a helper thread; yield as they finish.
+
+    Django's ORM is synchronous, so results are persisted here in the calling
+    thread while the loop keeps the model server's batch full.
+    """
+    results: queue.Queue[Outcome | BaseException | None] = queue.Queue()
+
+    async def run_all() -> None:
+        async with LLMClient(concurrency=per_worker_concurrency()) as llm:
+
+            async def one(job: Job) -> None:
+                try:
+                    results.put(await _call_model(llm, job))
+                except Exception as exc:  # never lose an answer to an unexpected error
+                    logger.exception("grading answer %s failed", job.answer.pk)
+                    results.put(Outcome(job.input_hash, failure=f"internal error: {exc!r}"))
+
+            await asyncio.gather(*(one(job) for job in jobs))
+
+    def runner() -> None:
+        try:
+            asyncio.run(run_all())
+        except BaseException as exc:  # surface loop failures to the caller
+            results.put(exc)
+        finally:
+            results.put(None)
+
+    thread = threading.Thread(target=runner, name="llm-batch", daemon=True)
+    thread.start()
+    while (item := results.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    thread.join()
+
+
+async def _call_model(llm: LLMClient, job: Job) -> Outcome:
+    outcome = Outcome(job.input_hash)
+    messages = job.context.messages(job.answer.text)
+    schema = job.context.schema()
+    for attempt in range(1, settings.LLM_INVALID_RETRIES + 2):
+        try:
+            reply = await llm.chat(messages, schema=schema, n=settings.LLM_SAMPLES)
+        except ContextLengthExceeded as exc:
+            outcome.calls.append(
+                CallRecord(AssessmentStatus.FAILED, error=str(exc), attempt=attempt)
+            )
+            outcome.failure = f"answer too long for the model: {exc}"
+            return outcome
+        except LLMError as exc:
+            outcome.calls.append(
+                CallRecord(AssessmentStatus.FAILED, error=str(exc), attempt=attempt)
+            )
+            outcome.failure = f"model unavailable: {exc}"
+            return outcome
+        proposals, problems = _parse_choices(reply, job)
+        record = CallRecord(
+            AssessmentStatus.COMPLETED if proposals else AssessmentStatus.FAILED,
+            raw_output="\n---\n".join(reply.contents),
+            error="; ".join(problems),
+            latency_ms=reply.latency_ms,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            cached_tokens=reply.cached_tokens,
+            model=reply.model,
+            attempt=attempt,
+        )
+        outcome.calls.append(record)
+        if proposals:
+            outcome.proposal, outcome.confidence = _aggregate(proposals, job)
+            return outcome
+    outcome.failure = (
+        f"no valid reply after {settings.LLM_INVALID_RETRIES + 1} attempts: "
+        f"{outcome.calls[-1].error}"
+    )
+    return outcome
+
+
+def _parse_choices(reply: ChatReply, job: Job) -> tuple[list[Proposal], list[str]]:
+    proposals: list[Proposal] = []
+    problems: list[str] = []
+    for content, finish in zip(reply.contents, reply.finish_reasons, strict=False):
+        try:
+            proposals.append(parse_reply(content, job.context.rubric))
+        except InvalidReply as exc:
+            cut = " (reply cut off at max_tokens)" if finish == "length" else ""
+            problems.append(f"{exc}{cut}")
+    return proposals, problems
+
+
+def _aggregate(proposals: list[Proposal], job: Job) -> tuple[Proposal, float | None]:
+    """Self-consistency: per-criterion median; the spread between samples gives a confidence."""
+    if len(proposals) == 1:
+        return proposals[0], None
+    criteria = job.context.rubric["criteria"]
+    scores = [
+        int(statistics.median_low(p.scores[i] for p in proposals)) for i in range(len(criteria))
+    ]
+    spreads = [
+        (max(p.scores[i] for p in proposals) - min(p.scores[i] for p in proposals))
+        / c["max_points"]
+        for i, c in enumerate(criteria)
+    ]
+    confidence = round(max(0.0, 1.0 - statistics.fmean(spreads)), 3)
+    # Rationale and feedback from the sample closest to the median scores.
+    closest = min(
+        proposals, key=lambda p: sum(abs(a - b) for a, b in zip(p.scores, scores, strict=True))
+    )
+    flags = frozenset().union(*(p.flags for p in proposals))
+    return Proposal(scores, closest.rationales, closest.feedback, flags), confidence
+
+
+def _rules_outcome(job: Job) -> Outcome:
+    started = time.perf_counter()
+    proposal = rules.propose(
+        snapshot=job.context.rubric,
+        question=job.context.question,
+        reference=job.context.reference_answer,
+        answer=job.answer.text,
+        language=job.context.language,
+    )
+    record = CallRecord(
+        AssessmentStatus.COMPLETED,
+        latency_ms=int((time.perf_counter() - started) * 1000),
+        model=rules.RULES_VERSION,
+    )
+    return Outcome(job.input_hash, [record], proposal, rules.RULES_CONFIDENCE)
+
+
+# --- Persisting -----------------------------------------------------------------------------
+
+
+def _flags_for(proposal: Proposal, job: Job, confidence: float | None) -> list[str]:
+    flags = set(proposal.flags)
+    if job.injection:
+        flags.add("prompt_injection_suspected")  # whatever the model said
+    if confidence is not None and confidence < LOW_CONFIDENCE:
+        flags.add("low_confidence")
+    return sorted(flags)
+
+
+def _assessment_for(
+    job: Job, record: CallRecord, scorer: str, outcome: Outcome, final: bool
+) -> Assessment:
+    snapshot = job.context.rubric
+    proposal = outcome.proposal if final and record.status == AssessmentStatus.COMPLETED else None
+    result: dict[str, Any] = {}
+    if proposal is not None:
+        result = {
+            "scores": proposal.scores,
+            "rationales": proposal.rationales,
+            "flags": sorted(proposal.flags),
+        }
+        if job.injection:
+            result["injection_signals"] = job.injection
+    return Assessment(
+        answer=job.answer,
+        scorer=scorer,
+        status=record.status if proposal is not None else AssessmentStatus.FAILED,
+        model=record.model or (settings.LLM_MODEL if scorer == Scorer.LLM else ""),
+        prompt_version=PROMPT_VERSION if scorer == Scorer.LLM else rules.RULES_VERSION,
+        prompt=job.context.messages(job.answer.text) if scorer == Scorer.LLM else [],
+        raw_output=record.raw_output,
+        result=result,
+        feedback=proposal.feedback if proposal else "",
+        flags=_flags_for(proposal, job, outcome.confidence) if proposal else [],
+        confidence=outcome.confidence if proposal else None,
+        total=proposal.total() if proposal else None,
+        max_total=sum(c["max_points"] for c in snapshot["criteria"]),
+        rubric_snapshot=snapshot,
+        rubric_hash=sha256_hex(snapshot),
+        input_hash=job.input_hash,
+        latency_ms=record.latency_ms,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        attempt=record.attempt,
+        error=record.error,
+    )
+
+
+def _scores_for(assessment: Assessment, proposal: Proposal) -> list[CriterionScore]:
+    return [
+        CriterionScore(
+            assessment=assessment,
+            criterion_id=c["id"],
+            points=points,
+            max_points=c["max_points"],
+            rationale=rationale,
+        )
+        for c, points, rationale in zip(
+            assessment.rubric_snapshot["criteria"],
+            proposal.scores,
+            proposal.rationales,
+            strict=True,
+        )
+    ]
+
+
+def _locked_still_grading(answers: list[Answer]) -> set[int]:
+    """Lock the rows and return those that no other run has finished meanwhile."""
+    return set(
+        Answer.objects.select_for_update()
+        .filter(pk__in=[a.pk for a in answers], status=AnswerStatus.GRADING)
+        .values_list("pk", flat=True)
+    )
+
+
+def _persist_outcomes(
+    outcomes: list[Outcome],
+    leaders: dict[str, Job],
+    followers: dict[str, list[Job]],
+    scorer: str,
+    summary: GradeSummary,
+) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        groups = [(o, [leaders[o.input_hash], *followers.get(o.input_hash, [])]) for o in outcomes]
+        live = _locked_still_grading([job.answer for _, jobs in groups for job in jobs])
+        history: list[Assessment] = []
+        finals: list[tuple[Outcome, Job, Assessment]] = []
+        for outcome, jobs in groups:
+            leader = jobs[0]
+            for i, record in enumerate(outcome.calls):
+                final = i == len(outcome.calls) - 1
+                assessment = _assessment_for(leader, record, scorer, outcome, final)
+                if final:
+                    finals.append((outcome, leader, assessment))
+                else:
+                    history.append(assessment)
+            summary.prompt_tokens += sum(r.prompt_tokens or 0 for r in outcome.calls)
+            summary.completion_tokens += sum(r.completion_tokens or 0 for r in outcome.calls)
+        Assessment.objects.bulk_create(history)
+        Assessment.objects.bulk_create([a for _, _, a in finals])
+
+        copies: list[tuple[Outcome, Job, Assessment]] = []
+        for outcome, _leader, source in finals:
+            for job in followers.get(outcome.input_hash, []):
+                copies.append((outcome, job, _copy_assessment(source, job.answer)))
+        Assessment.objects.bulk_create([a for _, _, a in copies])
+
+        scores: list[CriterionScore] = []
+        updates: list[Answer] = []
+        events: list[dict[str, Any]] = []
+        for outcome, job, assessment in finals + copies:
+            if outcome.proposal is not None and assessment.status == AssessmentStatus.COMPLETED:
+                scores.extend(_scores_for(assessment, outcome.proposal))
+            if job.answer.pk not in live:
+                continue  # another run finished this answer first; our rows stay as history
+            answer = job.answer
+            answer.current_assessment = assessment
+            answer.grading_started_at = None
+            answer.updated_at = now
+            if assessment.status == AssessmentStatus.COMPLETED:
+                answer.status, answer.status_reason = AnswerStatus.GRADED, ""
+                summary.graded += 1
+            else:
+                answer.status, answer.status_reason = AnswerStatus.NEEDS_MANUAL, outcome.failure
+                summary.needs_manual += 1
+            if assessment.reused_from_id:
+                summary.reused += 1
+            updates.append(answer)
+            events.append(_assessed_event(answer, assessment))
+        CriterionScore.objects.bulk_create(scores)
+        Answer.objects.bulk_update(
+            updates,
+            ["current_assessment", "status", "status_reason", "grading_started_at", "updated_at"],
+        )
+        audit_record_many(events)
+
+
+def _copy_assessment(source: Assessment, answer: Answer) -> Assessment:
+    """The same result for an identical answer, pointing at the run it came from."""
+    return Assessment(
+        answer=answer,
+        scorer=source.scorer,
+        status=source.status,
+        model=source.model,
+        prompt_version=source.prompt_version,
+        prompt=[],
+        raw_output="",
+        result=source.result,
+        feedback=source.feedback,
+        flags=source.flags,
+        confidence=source.confidence,
+        total=source.total,
+        max_total=source.max_total,
+        rubric_snapshot=source.rubric_snapshot,
+        rubric_hash=source.rubric_hash,
+        input_hash=source.input_hash,
+        error=source.error,
+        reused_from=source.reused_from or source,
+    )
+
+
+def _persist_reuse(jobs: list[Job], source: Assessment, summary: GradeSummary) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        live = _locked_still_grading([job.answer for job in jobs])
+        copies = [_copy_assessment(source, job.answer) for job in jobs if job.answer.pk in live]
+        Assessment.objects.bulk_create(copies)
+        CriterionScore.objects.bulk_create(
+            CriterionScore(
+                assessment=copy,
+                criterion_id=s.criterion_id,
+                points=s.points,
+                max_points=s.max_points,
+                rationale=s.rationale,
+            )
+            for copy in copies
+            for s in source.scores.all()
+        )
+        for copy in copies:
+            copy.answer.current_assessment = copy
+            copy.answer.status, copy.answer.status_reason = AnswerStatus.GRADED, ""
+            copy.answer.grading_started_at = None
+            copy.answer.updated_at = now
+        Answer.objects.bulk_update(
+            [c.answer for c in copies],
+            ["current_assessment", "status", "status_reason", "grading_started_at", "updated_at"],
+        )
+        audit_record_many([_assessed_event(c.answer, c) for c in copies])
+        summary.graded += len(copies)
+        summary.reused += len(copies)
+
+
+def _persist_immediate(items: list[tuple[Answer, dict[str, Any]]], summary: GradeSummary) -> None:
+    """Answers that need no model: objective, blank, manual-only, unchanged."""
+    if not items:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        live = _locked_still_grading([a for a, _ in items])
+        events: list[dict[str, Any]] = []
+        for answer, what in items:
+            if answer.pk not in live:
+                continue  # another run finished it first
+            answer.grading_started_at = None
+            answer.updated_at = now
+            if "objective" in what:
+                assessment = _store_objective(answer, what["objective"])
+                events.append(_assessed_event(answer, assessment))
+                summary.approved += 1
+                continue
+            if "manual" in what:
+                answer.status, answer.status_reason = AnswerStatus.NEEDS_MANUAL, what["manual"]
+                summary.needs_manual += 1
+            elif "unchanged" in what:
+                answer.status, answer.status_reason = AnswerStatus.GRADED, ""
+                summary.skipped += 1
+            elif "blank" in what:
+                context, input_hash = what["blank"]
+                assessment = _store_blank(answer, context, input_hash)
+                answer.current_assessment = assessment
+                answer.status, answer.status_reason = AnswerStatus.GRADED, ""
+                events.append(_assessed_event(answer, assessment))
+                summary.graded += 1
+            answer.save(
+                update_fields=[
+                    "current_assessment", "status", "status_reason", "grading_started_at",
+                    "updated_at",
+                ]
+            )  # fmt: skip
+        audit_record_many(events)
+
+
+def _store_blank(answer: Answer, context: GradingContext, input_hash: str) -> Assessment:
+    """A blank answer is scored 0 by rule — flagged, never sent to a model, never bulk-approved."""
+    snapshot = context.rubric
+    assessment = Assessment.objects.create(
+        answer=answer,
+        scorer=Scorer.RULES,
+        status=AssessmentStatus.COMPLETED,
+        model=rules.RULES_VERSION,
+        prompt_version=rules.RULES_VERSION,
+        result={"scores": [0] * len(snapshot["criteria"]), "reason": "blank answer"},
+        flags=["blank"],
+        confidence=1.0,
+        total=0,
+        max_total=sum(c["max_points"] for c in snapshot["criteria"]),
+        rubric_snapshot=snapshot,
+        rubric_hash=sha256_hex(snapshot),
+        input_hash=input_hash,
+    )
+    CriterionScore.objects.bulk_create(
+        CriterionScore(assessment=assessment, criterion_id=c["id"], points=0,
+                       max_points=c["max_points"])
+        for c in snapshot["criteria"]
+    )  # fmt: skip
+    return assessment
+
+
+def _store_objective(answer: Answer, result: objective.ObjectiveResult) -> Assessment:
+    """Answer-key scores are exact: they become the final grade straight away."""
+    assessment = Assessment.objects.create(
+        answer=answer,
+        scorer=Scorer.OBJECTIVE,
+        status=AssessmentStatus.COMPLETED,
+        result={"correct": result.correct, "detail": result.detail},
+        confidence=1.0,
+        total=result.points,
+        max_total=result.max_points,
+        input_hash=sha256_hex(
+            {"text": answer.text, "choices": answer.choices, "key": answer.question.answer_key}
+        ),
+    )
+    FinalGrade.objects.update_or_create(
+        answer=answer,
+        defaults={
+            "points": result.points,
+            "max_points": result.max_points,
+            "source": GradeSource.OBJECTIVE,
+            "based_on": assessment,
+            "approved_by": None,
+            "approved_at": timezone.now(),
+        },
+    )
+    answer.current_assessment = assessment
+    answer.status, answer.status_reason = AnswerStatus.APPROVED, ""
+    answer.save(
+        update_fields=[
+            "current_assessment", "status", "status_reason", "grading_started_at", "updated_at",
+        ]
+    )  # fmt: skip
+    return assessment
+
+
+def _assessed_event(answer: Answer, assessment: Assessment) -> dict[str, Any]:
+    return {
+        "action": "assessment.created",
+        "target_type": "grading.answer",
+        "target_id": answer.pk,
+        "assignment_id": answer.question.assignment_id,
+        "submission_id": answer.submission_id,
+        "after": {
+            "assessment": assessment.pk,
+            "scorer": assessment.scorer,
+            "status": assessment.status,
+            "total": assessment.total,
+            "max_total": assessment.max_total,
+            "flags": assessment.flags,
+            "answer_status": answer.status,
+        },
+    }
+
+
+# --- Progress ---------------------------------------------------------------------------
+
+
+def assignment_progress(assignment: Assignment) -> dict[str, int]:
+    """Answers by status for one assignment (submitted work only)."""
+    counts = {status.value: 0 for status in AnswerStatus}
+    rows = (
+        Answer.objects.filter(
+            submission__assignment=assignment, submission__status=SubmissionStatus.SUBMITTED
+        )
+        .values_list("status")
+        .annotate(n=Count("pk"))
+    )
+    for status, n in rows:
+        counts[status] = n
+    return counts
+
+
+def assignment_usage(assignment: Assignment, since: Any = None) -> dict[str, int]:
+    qs = Assessment.objects.filter(answer__submission__assignment=assignment)
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    totals = qs.aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+    return {"prompt_tokens": totals["p"] or 0, "completion_tokens": totals["c"] or 0}
