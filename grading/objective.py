@@ -26,8 +26,8 @@ class AnswerKeyError(ValueError):
 def parse_number(text: str) -> float | None:
     """Read a number as students type it: full-width digits, a decimal comma, spaces."""
     cleaned = unicodedata.normalize("NFKC", text).strip().replace(" ", "").replace("，", ",")
-    if cleaned.count(",") == 1 and "." not in cleaned:
-        cleaned = cleaned.replace(",", ".")  # 9,8 → 9.8
+    if cleaned.count(",") == 1 and "." not in cleaned and not re.search(r",\d{3}$", cleaned):
+        cleaned = cleaned.replace(",", ".")  # 9,8 → 9.8 (but 1,000 stays a thousand)
     else:
         cleaned = cleaned.replace(",", "")  # 1,000 → 1000
     try:

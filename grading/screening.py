@@ -38,9 +38,14 @@ MIN_CJK_CHARS = 5
 MIN_WORDS = 3
 
 
+_SPACE_NEAR_WIDE = re.compile(r"\s*([^\x00-\x7f])\s*")
+
+
 def normalize(text: str) -> str:
-    """Canonical form used to spot identical answers: NFKC, trimmed, single spaces."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    """Canonical form used to spot identical answers: NFKC, single spaces, and no
+    spaces next to Chinese characters or punctuation (they carry no meaning there)."""
+    collapsed = " ".join(unicodedata.normalize("NFKC", text).split())
+    return _SPACE_NEAR_WIDE.sub(r"\1", collapsed)
 
 
 def substance(text: str) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Prefetch, Sum
+from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
 
 from courses.models import Assignment, GradingMode
@@ -168,9 +168,7 @@ def answers_requeue_stuck(*, older_than: timedelta | None = None) -> int:
                 reason=f"grading did not finish after {settings.GRADING_MAX_REQUEUES} tries",
             )
         retry_ids = list(stuck.values_list("pk", flat=True))
-        for answer in Answer.objects.filter(pk__in=retry_ids):
-            answer.grading_requeues += 1
-            answer.save(update_fields=["grading_requeues"])
+        Answer.objects.filter(pk__in=retry_ids).update(grading_requeues=F("grading_requeues") + 1)
         answers_enqueue(answer_ids=retry_ids)
     return len(retry_ids)
 
@@ -341,7 +339,7 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
             followers.setdefault(job.input_hash, []).append(job)
         else:
             leaders[job.input_hash] = job
-    previous = _previous_results(list(leaders))
+    previous = {} if force else _previous_results(list(leaders))
     for input_hash, assessment in previous.items():
         group = [leaders.pop(input_hash), *followers.pop(input_hash, [])]
         _persist_reuse(group, assessment, summary)

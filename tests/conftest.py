@@ -107,3 +107,52 @@ def essay_question(assignment, rubric) -> Question:
         rubric=rubric,
         reference_answer="围绕具体的成长瞬间展开。",
     )
+
+
+@pytest.fixture(scope="session")
+def _fake_llm_server():
+    from .fake_llm import FakeLLM
+
+    server = FakeLLM().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_llm(_fake_llm_server, settings):
+    """The loopback OpenAI-compatible server, configured as the model endpoint."""
+    _fake_llm_server.reset()
+    settings.LLM_BASE_URL = _fake_llm_server.url
+    settings.LLM_BACKOFF_BASE = 0.01
+    settings.LLM_TIMEOUT = 5.0
+    settings.LLM_MAX_RETRIES = 2
+    settings.LLM_INVALID_RETRIES = 2
+    settings.LLM_SAMPLES = 1
+    return _fake_llm_server
+
+
+@pytest.fixture
+def no_llm(settings):
+    """No model endpoint: the offline rule engine scores subjective answers."""
+    settings.LLM_BASE_URL = ""
+
+
+def submit(assignment, student, texts: dict, *, attempt: int = 1):
+    """Create a submitted submission with the given answers ({question: text or [choices]})."""
+    from grading.models import Answer, Submission, SubmissionStatus
+
+    submission = Submission.objects.create(
+        assignment=assignment,
+        student=student,
+        attempt=attempt,
+        status=SubmissionStatus.SUBMITTED,
+        submitted_at=timezone.now(),
+    )
+    for question, value in texts.items():
+        Answer.objects.create(
+            submission=submission,
+            question=question,
+            text=value if isinstance(value, str) else "",
+            choices=value if isinstance(value, list) else [],
+        )
+    return submission
