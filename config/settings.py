@@ -178,11 +178,14 @@ LLM_SAMPLES = env.int("LLM_SAMPLES", default=1)  # self-consistency: n choices p
 Q_TIMEOUT = env.int(
     "Q_TIMEOUT", default=int((LLM_TIMEOUT + LLM_CONNECT_TIMEOUT) * (LLM_MAX_RETRIES + 1)) + 60
 )
+Q_RETRY = env.int("Q_RETRY", default=Q_TIMEOUT + 60)
+if Q_RETRY <= Q_TIMEOUT:
+    raise environ.ImproperlyConfigured("Q_RETRY must be larger than Q_TIMEOUT.")
 Q_CLUSTER = {
     "name": "markwise",
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": Q_TIMEOUT,
-    "retry": Q_TIMEOUT + 60,
+    "retry": Q_RETRY,
     "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
     "save_limit": 1000,
     "ack_failures": True,

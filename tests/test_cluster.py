@@ -1,0 +1,169 @@
+"""A real `manage.py qcluster` grades through the loopback model server.
+
+These run on PostgreSQL (as CI does): the cluster is a separate process and
+must share the test database, and several processes write at once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Count, Q
+
+from courses.models import Assignment, QuestionKind
+from grading.audit import audit_verify
+from grading.models import Answer, AnswerStatus, AssessmentStatus
+
+from .conftest import make_user, submit
+
+ROOT = Path(__file__).resolve().parent.parent
+FINAL = (AnswerStatus.GRADED, AnswerStatus.NEEDS_MANUAL, AnswerStatus.APPROVED)
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="the qcluster process shares the test database: run with DATABASE_URL=postgres://…",
+    ),
+]
+
+
+class Cluster:
+    """One qcluster process group, started and killed like an operator would."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "qcluster"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no clean shutdown, tasks in flight are not acknowledged."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def cluster_env(transactional_db, fake_llm, tmp_path) -> dict[str, str]:
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
+    env.update(
+        DATABASE_URL=url,
+        LLM_BASE_URL=fake_llm.url,
+        LLM_BACKOFF_BASE="0.01",
+        LLM_MAX_CONCURRENCY="8",
+        Q_WORKERS="2",
+        Q_TIMEOUT="10",
+        Q_RETRY="12",
+        Q_POLL="0.2",
+        DEBUG="true",
+    )
+    return env
+
+
+@pytest.fixture
+def cluster(cluster_env, tmp_path):
+    running = Cluster(cluster_env, tmp_path / "qcluster.log")
+    running.start()
+    yield running
+    running.stop()
+    print(running.log.read_text()[-3000:])
+
+
+def wait_until_final(answers, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not answers.exclude(status__in=FINAL).exists():
+            return
+        time.sleep(0.3)
+    left = answers.exclude(status__in=FINAL).count()
+    raise AssertionError(f"{left} answers still not final after {timeout}s")
+
+
+def completed_runs_per_answer(answers) -> dict[int, int]:
+    return dict(
+        answers.annotate(
+            runs=Count("assessments", filter=Q(assessments__status=AssessmentStatus.COMPLETED))
+        ).values_list("pk", "runs")
+    )
+
+
+def test_demo_assignment_grades_end_to_end(cluster, fake_llm, settings):
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=io.StringIO())
+    essay = Assignment.objects.get(questions__kind=QuestionKind.ESSAY)
+    answers = Answer.objects.filter(submission__assignment=essay)
+    fake_llm.script = ["malformed"] * 3  # one essay gets three bad replies in a row
+
+    out = io.StringIO()
+    call_command("grade_assignment", str(essay.pk), "--wait", "--timeout", "120", stdout=out)
+    summary = out.getvalue().strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"graded=(\d+) needs_manual=(\d+) failed=(\d+) prompt_tokens=(\d+) "
+        r"completion_tokens=(\d+) seconds=[\d.]+",
+        summary,
+    )
+    assert match, summary
+    graded, needs_manual, failed, prompt_tokens, _ = map(int, match.groups()[:5])
+    assert graded + needs_manual == answers.count()
+    assert set(answers.values_list("status", flat=True)) <= set(FINAL)
+    assert prompt_tokens > 0 and failed >= 1
+    # Each answer has exactly one completed scoring run (blank ones by rule, no model).
+    runs = completed_runs_per_answer(answers.exclude(status=AnswerStatus.NEEDS_MANUAL))
+    assert set(runs.values()) == {1}
+    assert answers.filter(text="", question__kind=QuestionKind.ESSAY).get().status == "graded"
+    assert audit_verify().ok  # two workers wrote one unbroken chain
+
+
+def test_killed_cluster_loses_nothing_and_grades_once(
+    cluster, fake_llm, assignment, essay_question
+):
+    fake_llm.latency = 0.25
+    answers = [
+        submit(
+            assignment, make_user(f"k{i:03d}"), {essay_question: f"第{i}篇作文：那一刻我长大了。"}
+        ).answers.get()
+        for i in range(96)
+    ]
+    qs = Answer.objects.filter(pk__in=[a.pk for a in answers])
+    call_command("grade_assignment", str(assignment.pk), stdout=io.StringIO())
+
+    deadline = time.monotonic() + 60
+    while qs.filter(status=AnswerStatus.GRADED).count() < 16 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cluster.kill()
+    graded_before = qs.filter(status=AnswerStatus.GRADED).count()
+    assert 0 < graded_before < len(answers), "kill must land mid-batch"
+
+    cluster.start()  # unacknowledged chunks come back after Q_RETRY seconds
+    wait_until_final(qs, timeout=120)
+    assert set(qs.values_list("status", flat=True)) == {AnswerStatus.GRADED}
+    assert set(completed_runs_per_answer(qs).values()) == {1}
+    assert audit_verify().ok
