@@ -280,14 +280,46 @@ class AssessmentStatus(models.TextChoices):
     FAILED = "failed", _("Failed")
 
 
+class Snapshot(models.Model):
+    """Content-addressed, immutable JSON: a rubric snapshot or a prompt prefix.
+
+    Thousands of assessments share one rubric and one system prompt; each is
+    stored once under its SHA-256 and referenced, never rewritten.
+    """
+
+    hash = models.CharField(max_length=64, primary_key=True)
+    data = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("snapshot")
+        verbose_name_plural = _("snapshots")
+
+    def __str__(self) -> str:
+        return self.hash[:12]
+
+    @classmethod
+    def store(cls, data: Any) -> Snapshot:
+        snapshot = cls(hash=sha256_hex(data), data=data)
+        cls.objects.bulk_create([snapshot], ignore_conflicts=True)
+        return snapshot
+
+
 class Assessment(models.Model):
-    """One scoring run of one answer. Append-only: a regrade adds a new row."""
+    """One scoring run of one answer. Append-only: a regrade adds a new row.
+
+    The full prompt is `prompt_prefix.data` (identical for every answer to the
+    question) followed by `prompt` (the message holding the student's answer).
+    """
 
     answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="assessments")
     scorer = models.CharField(_("scorer"), max_length=10, choices=Scorer.choices)
     status = models.CharField(_("status"), max_length=10, choices=AssessmentStatus.choices)
     model = models.CharField(_("model"), max_length=200, blank=True)
     prompt_version = models.CharField(_("prompt version"), max_length=40, blank=True)
+    prompt_prefix = models.ForeignKey(
+        Snapshot, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     prompt = models.JSONField(_("prompt"), default=list, blank=True)
     raw_output = models.TextField(_("raw output"), blank=True)
     result = models.JSONField(_("parsed result"), default=dict, blank=True)
@@ -296,8 +328,14 @@ class Assessment(models.Model):
     confidence = models.FloatField(_("confidence"), null=True, blank=True)
     total = models.PositiveIntegerField(_("total"), null=True, blank=True)
     max_total = models.PositiveIntegerField(_("maximum"), null=True, blank=True)
-    rubric_snapshot = models.JSONField(_("rubric snapshot"), default=dict, blank=True)
-    rubric_hash = models.CharField(max_length=64, blank=True)
+    rubric_snapshot = models.ForeignKey(
+        Snapshot,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("rubric snapshot"),
+    )
     # answer text + rubric snapshot + prompt version + model: equal hash, equal work.
     input_hash = models.CharField(max_length=64, db_index=True)
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
@@ -337,6 +375,11 @@ class Assessment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_scorer_display()} · {self.answer_id} · {self.total}/{self.max_total}"
+
+    def messages(self) -> list[dict[str, str]]:
+        """The exact messages sent to the model."""
+        prefix = self.prompt_prefix.data if self.prompt_prefix_id else []
+        return [*prefix, *self.prompt]
 
 
 class CriterionScore(models.Model):

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
 
-from courses.models import Assignment, GradingMode
+from courses.models import Assignment, GradingMode, Question
 from courses.models import User as UserModel
 
 from . import objective, rules, screening
@@ -45,6 +45,7 @@ from .models import (
     FinalGrade,
     GradeSource,
     Scorer,
+    Snapshot,
     Submission,
     SubmissionStatus,
     sha256_hex,
@@ -200,14 +201,27 @@ def answers_mark_failed(*, answer_ids: Iterable[int], reason: str) -> int:
 # --- Grading --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A question ready for grading: its prompt context and stored snapshots."""
+
+    context: GradingContext
+    rubric_snapshot: Snapshot
+    prompt_prefix: Snapshot
+
+
 @dataclass
 class Job:
     """One subjective answer on its way to a scorer."""
 
     answer: Answer
-    context: GradingContext
+    prepared: Prepared
     input_hash: str
     injection: list[str]
+
+    @property
+    def context(self) -> GradingContext:
+        return self.prepared.context
 
 
 @dataclass
@@ -287,7 +301,7 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
     """Grade the given answers. Safe to call twice: finished answers are skipped."""
     summary = GradeSummary()
     scorer, model = _scorer()
-    contexts: dict[int, GradingContext] = {}
+    prepared: dict[int, Prepared] = {}
     jobs: list[Job] = []
     immediate: list[tuple[Answer, dict[str, Any]]] = []
 
@@ -305,15 +319,9 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
         if question.rubric is None:
             immediate.append((answer, {"manual": "the question has no rubric"}))
             continue
-        if question.pk not in contexts:
-            contexts[question.pk] = GradingContext(
-                language=question.assignment.language,
-                question=question.prompt,
-                reference_answer=question.reference_answer,
-                guidelines=question.grader_guidelines,
-                rubric=question.rubric.snapshot(),
-            )
-        context = contexts[question.pk]
+        if question.pk not in prepared:
+            prepared[question.pk] = _prepare(question)
+        context = prepared[question.pk].context
         input_hash = _input_hash(context, answer.text, scorer, model)
         current = answer.current_assessment
         if (
@@ -325,9 +333,11 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
             immediate.append((answer, {"unchanged": True}))
             continue
         if screening.is_blank(answer.text):
-            immediate.append((answer, {"blank": (context, input_hash)}))
+            immediate.append((answer, {"blank": (prepared[question.pk], input_hash)}))
             continue
-        jobs.append(Job(answer, context, input_hash, screening.injection_signals(answer.text)))
+        jobs.append(
+            Job(answer, prepared[question.pk], input_hash, screening.injection_signals(answer.text))
+        )
 
     _persist_immediate(immediate, summary)
 
@@ -340,9 +350,13 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
         else:
             leaders[job.input_hash] = job
     previous = {} if force else _previous_results(list(leaders))
-    for input_hash, assessment in previous.items():
-        group = [leaders.pop(input_hash), *followers.pop(input_hash, [])]
-        _persist_reuse(group, assessment, summary)
+    _persist_reuse(
+        [
+            ([leaders.pop(input_hash), *followers.pop(input_hash, [])], assessment)
+            for input_hash, assessment in previous.items()
+        ],
+        summary,
+    )
 
     if not leaders:
         return summary
@@ -360,6 +374,18 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
     if batch:
         _persist_outcomes(batch, leaders, followers, scorer, summary)
     return summary
+
+
+def _prepare(question: Question) -> Prepared:
+    context = GradingContext(
+        language=question.assignment.language,
+        question=question.prompt,
+        reference_answer=question.reference_answer,
+        guidelines=question.grader_guidelines,
+        rubric=question.rubric.snapshot(),
+    )
+    prefix = context.messages("")[:-1]  # everything before the student's message
+    return Prepared(context, Snapshot.store(context.rubric), Snapshot.store(prefix))
 
 
 def _objective_outcome(answer: Answer) -> dict[str, Any]:
@@ -553,7 +579,8 @@ def _assessment_for(
         status=record.status if proposal is not None else AssessmentStatus.FAILED,
         model=record.model or (settings.LLM_MODEL if scorer == Scorer.LLM else ""),
         prompt_version=PROMPT_VERSION if scorer == Scorer.LLM else rules.RULES_VERSION,
-        prompt=job.context.messages(job.answer.text) if scorer == Scorer.LLM else [],
+        prompt_prefix=job.prepared.prompt_prefix if scorer == Scorer.LLM else None,
+        prompt=job.context.messages(job.answer.text)[-1:] if scorer == Scorer.LLM else [],
         raw_output=record.raw_output,
         result=result,
         feedback=proposal.feedback if proposal else "",
@@ -561,8 +588,7 @@ def _assessment_for(
         confidence=outcome.confidence if proposal else None,
         total=proposal.total() if proposal else None,
         max_total=sum(c["max_points"] for c in snapshot["criteria"]),
-        rubric_snapshot=snapshot,
-        rubric_hash=sha256_hex(snapshot),
+        rubric_snapshot=job.prepared.rubric_snapshot,
         input_hash=job.input_hash,
         latency_ms=record.latency_ms,
         prompt_tokens=record.prompt_tokens,
@@ -582,7 +608,7 @@ def _scores_for(assessment: Assessment, proposal: Proposal) -> list[CriterionSco
             rationale=rationale,
         )
         for c, points, rationale in zip(
-            assessment.rubric_snapshot["criteria"],
+            assessment.rubric_snapshot.data["criteria"],
             proposal.scores,
             proposal.rationales,
             strict=True,
@@ -678,20 +704,27 @@ def _copy_assessment(source: Assessment, answer: Answer) -> Assessment:
         confidence=source.confidence,
         total=source.total,
         max_total=source.max_total,
-        rubric_snapshot=source.rubric_snapshot,
-        rubric_hash=source.rubric_hash,
+        rubric_snapshot_id=source.rubric_snapshot_id,
         input_hash=source.input_hash,
         error=source.error,
         reused_from=source.reused_from or source,
     )
 
 
-def _persist_reuse(jobs: list[Job], source: Assessment, summary: GradeSummary) -> None:
+def _persist_reuse(groups: list[tuple[list[Job], Assessment]], summary: GradeSummary) -> None:
+    """Identical inputs graded before: copy the stored result, send nothing."""
+    if not groups:
+        return
     now = timezone.now()
     with transaction.atomic():
-        live = _locked_still_grading([job.answer for job in jobs])
-        copies = [_copy_assessment(source, job.answer) for job in jobs if job.answer.pk in live]
-        Assessment.objects.bulk_create(copies)
+        live = _locked_still_grading([job.answer for jobs, _ in groups for job in jobs])
+        pairs = [
+            (_copy_assessment(source, job.answer), source)
+            for jobs, source in groups
+            for job in jobs
+            if job.answer.pk in live
+        ]
+        Assessment.objects.bulk_create([copy for copy, _ in pairs])
         CriterionScore.objects.bulk_create(
             CriterionScore(
                 assessment=copy,
@@ -700,21 +733,21 @@ def _persist_reuse(jobs: list[Job], source: Assessment, summary: GradeSummary) -
                 max_points=s.max_points,
                 rationale=s.rationale,
             )
-            for copy in copies
+            for copy, source in pairs
             for s in source.scores.all()
         )
-        for copy in copies:
+        for copy, _ in pairs:
             copy.answer.current_assessment = copy
             copy.answer.status, copy.answer.status_reason = AnswerStatus.GRADED, ""
             copy.answer.grading_started_at = None
             copy.answer.updated_at = now
         Answer.objects.bulk_update(
-            [c.answer for c in copies],
+            [copy.answer for copy, _ in pairs],
             ["current_assessment", "status", "status_reason", "grading_started_at", "updated_at"],
         )
-        audit_record_many([_assessed_event(c.answer, c) for c in copies])
-        summary.graded += len(copies)
-        summary.reused += len(copies)
+        audit_record_many([_assessed_event(copy.answer, copy) for copy, _ in pairs])
+        summary.graded += len(pairs)
+        summary.reused += len(pairs)
 
 
 def _persist_immediate(items: list[tuple[Answer, dict[str, Any]]], summary: GradeSummary) -> None:
@@ -742,8 +775,8 @@ def _persist_immediate(items: list[tuple[Answer, dict[str, Any]]], summary: Grad
                 answer.status, answer.status_reason = AnswerStatus.GRADED, ""
                 summary.skipped += 1
             elif "blank" in what:
-                context, input_hash = what["blank"]
-                assessment = _store_blank(answer, context, input_hash)
+                question_prepared, input_hash = what["blank"]
+                assessment = _store_blank(answer, question_prepared, input_hash)
                 answer.current_assessment = assessment
                 answer.status, answer.status_reason = AnswerStatus.GRADED, ""
                 events.append(_assessed_event(answer, assessment))
@@ -757,9 +790,9 @@ def _persist_immediate(items: list[tuple[Answer, dict[str, Any]]], summary: Grad
         audit_record_many(events)
 
 
-def _store_blank(answer: Answer, context: GradingContext, input_hash: str) -> Assessment:
+def _store_blank(answer: Answer, prepared: Prepared, input_hash: str) -> Assessment:
     """A blank answer is scored 0 by rule — flagged, never sent to a model, never bulk-approved."""
-    snapshot = context.rubric
+    snapshot = prepared.context.rubric
     assessment = Assessment.objects.create(
         answer=answer,
         scorer=Scorer.RULES,
@@ -771,8 +804,7 @@ def _store_blank(answer: Answer, context: GradingContext, input_hash: str) -> As
         confidence=1.0,
         total=0,
         max_total=sum(c["max_points"] for c in snapshot["criteria"]),
-        rubric_snapshot=snapshot,
-        rubric_hash=sha256_hex(snapshot),
+        rubric_snapshot=prepared.rubric_snapshot,
         input_hash=input_hash,
     )
     CriterionScore.objects.bulk_create(

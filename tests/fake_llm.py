@@ -30,6 +30,11 @@ from typing import Any
 MARKER = re.compile(r"\[\[fake:([a-z_0-9]+)\]\]")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # a whole batch of clients may connect at once
+
+
 class FakeLLM:
     def __init__(
         self,
@@ -53,8 +58,7 @@ class FakeLLM:
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(capacity)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -251,7 +255,7 @@ def main() -> None:
     fake = FakeLLM()
     if len(sys.argv) > 1:
         fake._server.server_close()
-        fake._server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), fake._handler())
+        fake._server = _Server(("127.0.0.1", int(sys.argv[1])), fake._handler())
     print(f"fake OpenAI-compatible server on {fake.url}", flush=True)
     fake._server.serve_forever()
 

@@ -59,13 +59,16 @@ def test_valid_reply_becomes_a_reviewable_proposal(fake_llm, grade_now, assignme
     assert assessment.scorer == Scorer.LLM and assessment.status == AssessmentStatus.COMPLETED
     assert assessment.model == "Qwen/Qwen3-4B-Instruct-2507"
     assert assessment.prompt_version == PROMPT_VERSION
-    assert assessment.prompt[0]["role"] == "system" and GOOD in assessment.prompt[1]["content"]
+    messages = assessment.messages()
+    assert messages == fake_llm.requests[0]["messages"]  # exactly what was sent
+    assert messages[0]["role"] == "system" and GOOD in messages[1]["content"]
+    assert GOOD in assessment.prompt[0]["content"]  # only the answer is stored per run
     assert assessment.raw_output.startswith("{")
     assert [s.points for s in assessment.scores.order_by("criterion__order")] == [15] * 5
     assert assessment.total == 75 and assessment.max_total == 100  # computed by us
     assert assessment.prompt_tokens > 0 and assessment.completion_tokens > 0
     assert assessment.latency_ms is not None and assessment.attempt == 1
-    assert assessment.rubric_snapshot["criteria"][0]["title"] == "内容切题"
+    assert assessment.rubric_snapshot.data["criteria"][0]["title"] == "内容切题"
     assert summary.graded == 1 and summary.prompt_tokens == assessment.prompt_tokens
     assert not FinalGrade.objects.filter(answer=answer).exists()  # a proposal, not a grade
     event = AuditEvent.objects.get(action="assessment.created")
