@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
 
@@ -568,7 +568,6 @@ def _assessment_for(
     if proposal is not None:
         result = {
             "scores": proposal.scores,
-            "rationales": proposal.rationales,
             "flags": sorted(proposal.flags),
         }
         if job.injection:
@@ -580,7 +579,7 @@ def _assessment_for(
         model=record.model or (settings.LLM_MODEL if scorer == Scorer.LLM else ""),
         prompt_version=PROMPT_VERSION if scorer == Scorer.LLM else rules.RULES_VERSION,
         prompt_prefix=job.prepared.prompt_prefix if scorer == Scorer.LLM else None,
-        prompt=job.context.messages(job.answer.text)[-1:] if scorer == Scorer.LLM else [],
+        prompt=job.context.messages(job.answer.text)[-1]["content"] if scorer == Scorer.LLM else "",
         raw_output=record.raw_output,
         result=result,
         feedback=proposal.feedback if proposal else "",
@@ -681,11 +680,28 @@ def _persist_outcomes(
             updates.append(answer)
             events.append(_assessed_event(answer, assessment))
         CriterionScore.objects.bulk_create(scores)
-        Answer.objects.bulk_update(
-            updates,
-            ["current_assessment", "status", "status_reason", "grading_started_at", "updated_at"],
-        )
+        _finish_answers(updates)
         audit_record_many(events)
+
+
+def _finish_answers(answers: list[Answer]) -> None:
+    """Write each answer's new status and current assessment in one round trip.
+
+    bulk_update() builds a CASE/WHEN per column and costs ~4 ms of CPU per
+    answer; one parameterised UPDATE run with executemany costs a tenth.
+    """
+    if not answers:
+        return
+    table = connection.ops.quote_name(Answer._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET current_assessment_id = %s, status = %s, status_reason = %s, "
+            "grading_started_at = NULL, updated_at = %s WHERE id = %s",
+            [
+                (a.current_assessment_id, a.status, a.status_reason, a.updated_at, a.pk)
+                for a in answers
+            ],
+        )
 
 
 def _copy_assessment(source: Assessment, answer: Answer) -> Assessment:
@@ -696,7 +712,7 @@ def _copy_assessment(source: Assessment, answer: Answer) -> Assessment:
         status=source.status,
         model=source.model,
         prompt_version=source.prompt_version,
-        prompt=[],
+        prompt="",
         raw_output="",
         result=source.result,
         feedback=source.feedback,
@@ -741,10 +757,7 @@ def _persist_reuse(groups: list[tuple[list[Job], Assessment]], summary: GradeSum
             copy.answer.status, copy.answer.status_reason = AnswerStatus.GRADED, ""
             copy.answer.grading_started_at = None
             copy.answer.updated_at = now
-        Answer.objects.bulk_update(
-            [copy.answer for copy, _ in pairs],
-            ["current_assessment", "status", "status_reason", "grading_started_at", "updated_at"],
-        )
+        _finish_answers([copy.answer for copy, _ in pairs])
         audit_record_many([_assessed_event(copy.answer, copy) for copy, _ in pairs])
         summary.graded += len(pairs)
         summary.reused += len(pairs)

@@ -62,7 +62,7 @@ def test_valid_reply_becomes_a_reviewable_proposal(fake_llm, grade_now, assignme
     messages = assessment.messages()
     assert messages == fake_llm.requests[0]["messages"]  # exactly what was sent
     assert messages[0]["role"] == "system" and GOOD in messages[1]["content"]
-    assert GOOD in assessment.prompt[0]["content"]  # only the answer is stored per run
+    assert GOOD in assessment.prompt  # only the answer message is stored per run
     assert assessment.raw_output.startswith("{")
     assert [s.points for s in assessment.scores.order_by("criterion__order")] == [15] * 5
     assert assessment.total == 75 and assessment.max_total == 100  # computed by us
