@@ -186,6 +186,12 @@ def main() -> None:
     parser.add_argument("-c", type=int, default=64, help="server slots (requests in flight)")
     parser.add_argument("-l", type=float, default=0.5, help="seconds each request holds a slot")
     parser.add_argument("--workers", type=int, default=2, help="qcluster workers")
+    parser.add_argument(
+        "--client-concurrency",
+        type=int,
+        default=0,
+        help="LLM_MAX_CONCURRENCY for the run (default 2*C: the server's queue never runs dry)",
+    )
     parser.add_argument("--naive-n", type=int, default=40, help="answers for the naive run")
     args = parser.parse_args()
     # Stopped from outside (a timeout, Ctrl-C): still stop the clusters we started.
@@ -216,8 +222,10 @@ def main() -> None:
 
     print(f"database: {db_url.split('@')[-1]}")
     print(f"server: C={args.c} slots, L={args.l}s per request; N={args.n} answers")
+    client_concurrency = args.client_concurrency or 2 * args.c
+    print(f"pipeline: {args.workers} workers, LLM_MAX_CONCURRENCY={client_concurrency}")
     seconds, cpu = run_pipeline(
-        env=env, n=args.n, tag="full", workers=args.workers, concurrency=args.c,
+        env=env, n=args.n, tag="full", workers=args.workers, concurrency=client_concurrency,
         log=tmp / "qcluster-full.log",
     )  # fmt: skip
     achieved = args.n / seconds

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import queue
 import statistics
 import threading
@@ -417,41 +418,69 @@ def _previous_results(hashes: list[str]) -> dict[str, Assessment]:
 # --- Calling the model ------------------------------------------------------------------
 
 
-def _llm_outcomes(jobs: list[Job]) -> Iterator[Outcome]:
-    """Run every job concurrently on an event loop in a helper thread; yield as they finish.
+class _Engine:
+    """One event loop thread and one model client per process, kept between tasks.
 
-    Django's ORM is synchronous, so results are persisted here in the calling
-    thread while the loop keeps the model server's batch full.
+    Django's ORM is synchronous, so results are persisted in the calling thread
+    while this loop keeps the model server's batch full; and because the
+    client outlives a chunk, its keep-alive connections do too.
     """
-    results: queue.Queue[Outcome | BaseException | None] = queue.Queue()
 
-    async def run_all() -> None:
-        async with LLMClient(concurrency=per_worker_concurrency()) as llm:
+    def __init__(self, key: tuple[Any, ...]) -> None:
+        self.key = key
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llm-engine", daemon=True)
+        self.thread.start()
+        self.client = LLMClient(concurrency=per_worker_concurrency())
+        self.run(self.client.__aenter__())
 
-            async def one(job: Job) -> None:
-                try:
-                    results.put(await _call_model(llm, job))
-                except Exception as exc:  # never lose an answer to an unexpected error
-                    logger.exception("grading answer %s failed", job.answer.pk)
-                    results.put(Outcome(job.input_hash, failure=f"internal error: {exc!r}"))
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-            await asyncio.gather(*(one(job) for job in jobs))
+    def close(self) -> None:
+        self.run(self.client.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
 
-    def runner() -> None:
+
+_engine: _Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def _engine_now() -> _Engine:
+    """The process's engine for the current settings (tests change them; a new one is made)."""
+    global _engine
+    key = (
+        settings.LLM_BASE_URL, settings.LLM_MODEL, settings.LLM_API_KEY, settings.LLM_TIMEOUT,
+        settings.LLM_CONNECT_TIMEOUT, settings.LLM_MAX_RETRIES, settings.LLM_BACKOFF_BASE,
+        per_worker_concurrency(), os.getpid(),
+    )  # fmt: skip
+    with _engine_lock:
+        if _engine is None or _engine.key != key:
+            if _engine is not None and _engine.key[-1] == os.getpid():
+                _engine.close()
+            _engine = _Engine(key)
+        return _engine
+
+
+def _llm_outcomes(jobs: list[Job]) -> Iterator[Outcome]:
+    """Send every job concurrently; yield outcomes in the calling thread as they finish."""
+    engine = _engine_now()
+    results: queue.Queue[Outcome] = queue.Queue()
+
+    async def one(job: Job) -> None:
         try:
-            asyncio.run(run_all())
-        except BaseException as exc:  # surface loop failures to the caller
-            results.put(exc)
-        finally:
-            results.put(None)
+            results.put(await _call_model(engine.client, job))
+        except BaseException as exc:  # never lose an answer, even to cancellation
+            logger.exception("grading answer %s failed", job.answer.pk)
+            results.put(Outcome(job.input_hash, failure=f"internal error: {exc!r}"))
+            if not isinstance(exc, Exception):
+                raise
 
-    thread = threading.Thread(target=runner, name="llm-batch", daemon=True)
-    thread.start()
-    while (item := results.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    for job in jobs:
+        asyncio.run_coroutine_threadsafe(one(job), engine.loop)
+    for _ in jobs:
+        yield results.get()
 
 
 async def _call_model(llm: LLMClient, job: Job) -> Outcome:

@@ -176,6 +176,8 @@ class FakeLLM:
                     self._send(404, {"error": {"message": "not found"}})
                     return
                 mode = fake._mode_for(body)
+                # A request holds a slot for exactly `latency` (the model's generation
+                # time); writing the HTTP reply happens after, as in vLLM.
                 with fake._slots:
                     with fake._lock:
                         fake.in_flight += 1
@@ -183,10 +185,10 @@ class FakeLLM:
                     try:
                         if fake.latency:
                             time.sleep(fake.latency)
-                        self._respond(mode, body)
                     finally:
                         with fake._lock:
                             fake.in_flight -= 1
+                self._respond(mode, body)
 
             def _respond(self, mode: str, body: dict[str, Any]) -> None:
                 if mode == "error500":
