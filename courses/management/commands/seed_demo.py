@@ -24,12 +24,14 @@ from courses.models import (
 )
 from grading.models import (
     Answer,
+    AnswerStatus,
     Criterion,
     Level,
     Rubric,
     Submission,
     SubmissionStatus,
 )
+from grading.services import answers_enqueue
 
 CLASS_SIZE = 30  # students besides `student`
 ESSAY_SUBMITTED = 24  # the rest of the class has not handed in yet
@@ -132,6 +134,13 @@ def seed() -> dict[str, int]:
 
     _submit_all(essay_assignment, students[: ESSAY_SUBMITTED + 1], _essay_text)
     _submit_all(science_assignment, students[: SCIENCE_SUBMITTED + 1], _science_text)
+    # Handed-in work is graded as soon as a qcluster runs (`make demo` starts one).
+    answers_enqueue(
+        answer_ids=Answer.objects.filter(
+            status=AnswerStatus.PENDING,
+            submission__assignment__in=[essay_assignment, science_assignment],
+        ).values_list("pk", flat=True)
+    )
 
     return {
         "students": len(students),
