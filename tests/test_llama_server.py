@@ -139,6 +139,10 @@ def test_pipeline_grades_through_real_batching(on_llama, assignment, small_rubri
     graded = Answer.objects.filter(pk__in=ids)
     statuses = dict(graded.values_list("pk", "status"))
     assert set(statuses.values()) <= {AnswerStatus.GRADED, AnswerStatus.NEEDS_MANUAL}
+    print("llama statuses:", sorted(statuses.values()), f"wall={wall:.1f}s")
+    # Grammar-constrained decoding yields valid proposals even from random weights
+    # (the others ran out of max_tokens mid-string and were reported as such).
+    assert AnswerStatus.GRADED in statuses.values()
     too_long = Answer.objects.get(pk=answers[-1].pk)
     assert too_long.status == AnswerStatus.NEEDS_MANUAL
     assert "too long for the model" in too_long.status_reason
