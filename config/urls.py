@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from courses import views as course_views
+from grading import views as grading_views
 
 urlpatterns = [
     path("", course_views.home, name="home"),
@@ -16,4 +17,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("healthz", grading_views.healthz, name="healthz"),
+    path("readyz", grading_views.readyz, name="readyz"),
 ]
