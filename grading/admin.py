@@ -86,15 +86,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class CriterionScoreInline(admin.TabularInline):
-    model = CriterionScore
-    fields = ("criterion", "points", "max_points", "rationale")
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
     can_delete = False
     extra = 0
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class CriterionScoreInline(ReadOnlyInline):
+    model = CriterionScore
+    fields = ("criterion", "points", "max_points", "rationale")
 
 
 @admin.register(Assessment)
@@ -106,15 +111,9 @@ class AssessmentAdmin(ReadOnlyAdmin):
     inlines = (CriterionScoreInline,)
 
 
-class FinalCriterionInline(admin.TabularInline):
+class FinalCriterionInline(ReadOnlyInline):
     model = FinalCriterionGrade
     fields = ("criterion", "points", "max_points", "ai_points", "comment")
-    readonly_fields = fields
-    can_delete = False
-    extra = 0
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(FinalGrade)
