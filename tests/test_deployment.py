@@ -136,6 +136,15 @@ def test_dockerfile_is_multi_stage_with_a_pinned_base(dockerfile):
         assert ":latest" not in line
 
 
+def test_hadolint_is_clean():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "--failure-threshold", "info", str(DOCKER / "Dockerfile")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_final_stage_runs_as_non_root_without_build_tools(dockerfile):
     final = _stages(dockerfile)[-1]
     users = re.findall(r"^USER (\S+)", final, re.MULTILINE)
