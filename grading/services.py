@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
 
-from courses.models import Assignment, GradingMode, Question
+from courses.models import Assignment, GradingMode, Question, ReleasePolicy
 from courses.models import User as UserModel
 
 from . import objective, rules, screening
@@ -43,6 +43,7 @@ from .models import (
     AssessmentStatus,
     Criterion,
     CriterionScore,
+    FinalCriterionGrade,
     FinalGrade,
     GradeSource,
     Scorer,
@@ -935,3 +936,214 @@ def assignment_usage(assignment: Assignment, since: Any = None) -> dict[str, int
         qs = qs.filter(created_at__gte=since)
     totals = qs.aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
     return {"prompt_tokens": totals["p"] or 0, "completion_tokens": totals["c"] or 0}
+
+
+# --- Review and release ---------------------------------------------------------------
+
+NEVER_BULK_APPROVED = frozenset(
+    {"blank", "off_topic", "prompt_injection_suspected", "low_confidence"}
+)
+
+
+class GradeError(ValueError):
+    """A grade change that breaks a rule; the message is for the teacher."""
+
+
+class StaleGrade(GradeError):
+    """Someone saved this grade since the teacher loaded it (optimistic locking)."""
+
+    def __init__(self, current: FinalGrade) -> None:
+        super().__init__(
+            f"This grade was changed by {getattr(current.approved_by, 'username', 'someone')} "
+            f"(now {current.points}/{current.max_points}, version {current.version}). "
+            "Reload to see it before saving again."
+        )
+        self.current = current
+
+
+def _grade_state(grade: FinalGrade | None) -> dict[str, Any] | None:
+    if grade is None:
+        return None
+    return {
+        "points": grade.points,
+        "feedback": grade.feedback,
+        "source": grade.source,
+        "version": grade.version,
+        "criteria": {str(c.criterion_id): c.points for c in grade.criteria.all()},
+    }
+
+
+def grade_approve(
+    *,
+    answer: Answer,
+    actor: UserModel,
+    scores: dict[int, int] | None = None,
+    feedback: str | None = None,
+    reason: str = "",
+    expected_version: int | None = None,
+) -> FinalGrade:
+    """Turn the current proposal (or the teacher's own scores) into the answer's grade.
+
+    `scores` maps criterion id → points; missing criteria keep the AI proposal.
+    A score that differs from the proposal is an override and needs a reason.
+    `expected_version` is the version the teacher saw (None: there was no grade);
+    a save against an older version raises StaleGrade and changes nothing.
+    """
+    with transaction.atomic():
+        answer = (
+            Answer.objects.select_for_update()
+            .select_related("current_assessment__rubric_snapshot", "question__assignment")
+            .get(pk=answer.pk)
+        )
+        existing = FinalGrade.objects.select_for_update().filter(answer=answer).first()
+        if existing is not None and existing.version != expected_version:
+            raise StaleGrade(existing)
+        if existing is None and expected_version not in (None, 0):
+            raise GradeError("This grade was removed meanwhile. Reload the page.")
+        if answer.status in (AnswerStatus.PENDING, AnswerStatus.GRADING):
+            raise GradeError("This answer is still being graded.")
+        proposal = answer.current_assessment
+        if proposal is not None and proposal.status != AssessmentStatus.COMPLETED:
+            proposal = None
+        snapshot = _snapshot_for(answer, proposal)
+        ai_points = {s.criterion_id: s.points for s in proposal.scores.all()} if proposal else {}
+        chosen = {**ai_points, **(scores or {})}
+        rows = []
+        for criterion in snapshot["criteria"]:
+            if criterion["id"] not in chosen:
+                raise GradeError(f"Give a score for “{criterion['title']}”.")
+            points = int(chosen[criterion["id"]])
+            if not 0 <= points <= criterion["max_points"]:
+                raise GradeError(
+                    f"“{criterion['title']}” must be between 0 and {criterion['max_points']}."
+                )
+            rows.append((criterion, points, ai_points.get(criterion["id"])))
+        changed = [c["title"] for c, points, ai in rows if ai is not None and ai != points]
+        if changed and not reason.strip():
+            raise GradeError("Changing an AI score needs a short reason: " + "、".join(changed))
+        if not ai_points:
+            source = GradeSource.MANUAL
+        elif changed:
+            source = GradeSource.OVERRIDE
+        else:
+            source = GradeSource.AI_ACCEPTED
+        before = _grade_state(existing)
+        grade = existing or FinalGrade(answer=answer, version=0)
+        grade.points = sum(points for _, points, _ in rows)
+        grade.max_points = sum(c["max_points"] for c, _, _ in rows)
+        grade.feedback = proposal.feedback if feedback is None and proposal else (feedback or "")
+        grade.source = source
+        grade.override_reason = reason.strip() if changed else ""
+        grade.based_on = proposal
+        grade.approved_by = actor
+        grade.approved_at = timezone.now()
+        grade.version += 1
+        grade.save()
+        grade.criteria.all().delete()
+        FinalCriterionGrade.objects.bulk_create(
+            FinalCriterionGrade(
+                final_grade=grade, criterion_id=c["id"], points=points,
+                max_points=c["max_points"], ai_points=ai,
+            )
+            for c, points, ai in rows
+        )  # fmt: skip
+        Answer.objects.filter(pk=answer.pk).update(
+            status=AnswerStatus.APPROVED, status_reason="", updated_at=timezone.now()
+        )
+        audit_record(
+            actor=actor,
+            action="grade.overridden" if changed else "grade.approved",
+            target=answer,
+            before=before,
+            after=_grade_state(grade),
+            reason=grade.override_reason,
+            assignment_id=answer.question.assignment_id,
+            submission_id=answer.submission_id,
+        )
+        assignment = answer.question.assignment
+        if assignment.release_policy == ReleasePolicy.AUTOMATIC and not assignment.grades_released:
+            grades_release(assignment=assignment, actor=actor)
+    return grade
+
+
+def _snapshot_for(answer: Answer, proposal: Assessment | None) -> dict[str, Any]:
+    """The rubric the grade is given against: the proposal's snapshot, else the current one."""
+    if proposal is not None and proposal.rubric_snapshot_id:
+        return proposal.rubric_snapshot.data
+    rubric = answer.question.rubric
+    if rubric is None:
+        raise GradeError("This question has no rubric to grade against.")
+    return rubric.snapshot()
+
+
+def grades_bulk_approve(
+    *, answer_ids: Iterable[int], actor: UserModel, include_flagged: Iterable[int] = ()
+) -> tuple[int, int]:
+    """Accept the AI proposals of many answers. Flagged answers are skipped unless each one
+    was ticked on its own (`include_flagged`). Returns (approved, skipped)."""
+    ticked = set(include_flagged)
+    approved = skipped = 0
+    answers = Answer.objects.filter(
+        pk__in=list(answer_ids), status=AnswerStatus.GRADED
+    ).select_related("current_assessment")
+    for answer in answers:
+        flags = set(answer.current_assessment.flags if answer.current_assessment else [])
+        if flags & NEVER_BULK_APPROVED and answer.pk not in ticked:
+            skipped += 1
+            continue
+        expected = (
+            FinalGrade.objects.filter(answer=answer).values_list("version", flat=True).first()
+        )
+        grade_approve(answer=answer, actor=actor, expected_version=expected)
+        approved += 1
+    return approved, skipped
+
+
+def grades_release(*, assignment: Assignment, actor: UserModel | None) -> None:
+    """Students see approved grades of this assignment from now on."""
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.grades_released_at is not None:
+            return
+        locked.grades_released_at = timezone.now()
+        locked.save(update_fields=["grades_released_at", "updated_at"])
+        audit_record(
+            actor=actor, action="grades.released", target=locked,
+            after={"released_at": locked.grades_released_at.isoformat()},
+            assignment_id=locked.pk,
+        )  # fmt: skip
+    assignment.grades_released_at = locked.grades_released_at
+
+
+def grades_hide(*, assignment: Assignment, actor: UserModel) -> None:
+    """Take released grades out of students' view again (approved grades are kept)."""
+    with transaction.atomic():
+        locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if locked.grades_released_at is None:
+            return
+        before = {"released_at": locked.grades_released_at.isoformat()}
+        locked.grades_released_at = None
+        locked.release_policy = ReleasePolicy.MANUAL  # or the next approval would re-release
+        locked.save(update_fields=["grades_released_at", "release_policy", "updated_at"])
+        audit_record(
+            actor=actor, action="grades.hidden", target=locked, before=before,
+            after={"released_at": None}, assignment_id=locked.pk,
+        )  # fmt: skip
+    assignment.grades_released_at = None
+    assignment.release_policy = ReleasePolicy.MANUAL
+
+
+def student_visible_grades(*, student: UserModel, assignment: Assignment) -> list[FinalGrade]:
+    """The only way a student's grades are read: approved, released, their own."""
+    if assignment.grades_released_at is None:
+        return []
+    return list(
+        FinalGrade.objects.filter(
+            answer__submission__student=student,
+            answer__submission__assignment=assignment,
+            answer__status=AnswerStatus.APPROVED,
+        )
+        .select_related("answer__question")
+        .prefetch_related("criteria")
+        .order_by("answer__question__order")
+    )
