@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("grading/", include("grading.urls")),
     path("healthz", grading_views.healthz, name="healthz"),
     path("readyz", grading_views.readyz, name="readyz"),
 ]

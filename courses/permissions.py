@@ -61,3 +61,8 @@ def student_assignments(user: User | None) -> QuerySet[Assignment]:
 def can_see_released_grades(user: User | None, assignment: Assignment) -> bool:
     """Students see final grades of their own work only after release."""
     return assignment.grades_released and can_study(user, assignment.course)
+
+
+def teachable_assignments(user: User | None) -> QuerySet[Assignment]:
+    """Assignments a teacher or TA may manage and grade."""
+    return Assignment.objects.filter(course__in=teaching_courses(user))

@@ -43,8 +43,18 @@ def home(request: HttpRequest) -> HttpResponse:
         )
         .order_by("due_at", "id")
     )
+    teaching_assignments = (
+        permissions.teachable_assignments(user)
+        .filter(course__archived=False)
+        .select_related("course")
+        .order_by("course__code", "due_at", "id")
+    )
     return render(
         request,
         "courses/home.html",
-        {"teaching": teaching, "assignments": assignments},
+        {
+            "teaching": teaching,
+            "teaching_assignments": teaching_assignments,
+            "assignments": assignments,
+        },
     )
