@@ -8,4 +8,7 @@ urlpatterns = [
     path("assignments/<int:pk>/", views.assignment_detail, name="assignment"),
     path("assignments/<int:pk>/progress/", views.assignment_progress, name="progress"),
     path("assignments/<int:pk>/grade/", views.assignment_grade, name="grade"),
+    path("assignments/<int:pk>/review/", views.review_queue, name="queue"),
+    path("assignments/<int:pk>/review/approve/", views.review_bulk_approve, name="bulk_approve"),
+    path("answers/<int:answer_pk>/review/", views.review_answer, name="review"),
 ]

@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
@@ -14,10 +16,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from courses import permissions
-from courses.models import Assignment
+from courses.models import SUBJECTIVE_KINDS, Assignment
 
 from . import health, services
-from .models import AnswerStatus
+from .models import Answer, AnswerStatus, SubmissionStatus
 
 
 @require_GET
@@ -84,3 +86,163 @@ def assignment_grade(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         return render(request, "grading/_progress.html", _progress_context(assignment))
     return redirect("grading:assignment", pk=assignment.pk)
+
+
+# --- Review --------------------------------------------------------------------------
+
+QUEUE_PAGE_SIZE = 25
+REVIEWABLE = (AnswerStatus.GRADED, AnswerStatus.NEEDS_MANUAL, AnswerStatus.APPROVED)
+
+
+def _queue(assignment: Assignment, status: str = "") -> QuerySet[Answer]:
+    """Subjective answers to review; flagged, manual and low-confidence first."""
+    answers = (
+        Answer.objects.filter(
+            submission__assignment=assignment,
+            submission__status=SubmissionStatus.SUBMITTED,
+            question__kind__in=SUBJECTIVE_KINDS,
+            status__in=REVIEWABLE,
+        )
+        .select_related("submission__student", "question", "current_assessment", "final_grade")
+        .annotate(
+            attention=Case(
+                When(status=AnswerStatus.NEEDS_MANUAL, then=Value(0)),
+                When(~Q(current_assessment__flags=[]), then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        )
+    )
+    if status in REVIEWABLE:
+        answers = answers.filter(status=status)
+    return answers.order_by(
+        "attention",
+        F("current_assessment__confidence").asc(nulls_last=True),
+        "question__order",
+        "pk",
+    )
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _teachable(request, pk)
+    status = request.GET.get("status", "")
+    page = Paginator(_queue(assignment, status), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "assignment": assignment,
+        "page": page,
+        "status": status,
+        "statuses": [(s.value, s.label) for s in REVIEWABLE],
+        "never_bulk": services.NEVER_BULK_APPROVED,
+    }
+    template = "grading/_queue.html" if request.htmx else "grading/review_queue.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def review_bulk_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _teachable(request, pk)
+    ids = [int(i) for i in request.POST.getlist("answer") if i.isdigit()]
+    ticked = [int(i) for i in request.POST.getlist("flagged") if i.isdigit()]
+    mine = Answer.objects.filter(pk__in=ids + ticked, submission__assignment=assignment)
+    allowed = set(mine.values_list("pk", flat=True))
+    approved, skipped = services.grades_bulk_approve(
+        answer_ids=[i for i in ids + ticked if i in allowed],
+        actor=request.user,
+        include_flagged=[i for i in ticked if i in allowed],
+    )
+    messages.success(
+        request,
+        _("%(a)s approved; %(s)s flagged answers left for one-by-one review.")
+        % {"a": approved, "s": skipped},
+    )
+    return redirect("grading:queue", pk=assignment.pk)
+
+
+def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dict[str, Any]:
+    proposal = answer.current_assessment
+    snapshot = (
+        proposal.rubric_snapshot.data
+        if proposal and proposal.rubric_snapshot_id
+        else answer.question.rubric.snapshot()
+    )
+    ai = {s.criterion_id: s for s in proposal.scores.all()} if proposal else {}
+    grade = getattr(answer, "final_grade", None)
+    final = {c.criterion_id: c.points for c in grade.criteria.all()} if grade else {}
+    criteria = [
+        {
+            **c,
+            "ai": ai.get(c["id"]),
+            "value": final.get(c["id"], ai[c["id"]].points if c["id"] in ai else ""),
+        }
+        for c in snapshot["criteria"]
+    ]
+    order = list(_queue(assignment).values_list("pk", flat=True))
+    index = order.index(answer.pk) if answer.pk in order else -1
+    return {
+        "assignment": assignment,
+        "answer": answer,
+        "proposal": proposal,
+        "grade": grade,
+        "criteria": criteria,
+        "feedback": grade.feedback if grade else (proposal.feedback if proposal else ""),
+        "previous_id": order[index - 1] if index > 0 else None,
+        "next_id": order[index + 1] if 0 <= index < len(order) - 1 else None,
+        "position": index + 1,
+        "queue_length": len(order),
+        "anonymous": assignment.anonymous_grading,
+        **extra,
+    }
+
+
+def _reviewable(request: HttpRequest, answer_pk: int) -> Answer:
+    return get_object_or_404(
+        Answer.objects.select_related(
+            "submission__student", "question__rubric", "current_assessment__rubric_snapshot",
+            "question__assignment__course",
+        ).filter(question__assignment__in=permissions.teachable_assignments(request.user)),
+        pk=answer_pk,
+    )  # fmt: skip
+
+
+@login_required
+def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
+    answer = _reviewable(request, answer_pk)
+    assignment = answer.question.assignment
+    extra: dict[str, Any] = {}
+    if request.method == "POST":
+        scores = {
+            int(key.removeprefix("score-")): value
+            for key, value in request.POST.items()
+            if key.startswith("score-") and key.removeprefix("score-").isdigit()
+        }
+        version = request.POST.get("version", "")
+        try:
+            parsed = {k: int(v) for k, v in scores.items()}
+            services.grade_approve(
+                answer=answer,
+                actor=request.user,
+                scores=parsed,
+                feedback=request.POST.get("feedback", ""),
+                reason=request.POST.get("reason", ""),
+                expected_version=int(version) if version.isdigit() else None,
+            )
+        except ValueError as exc:  # GradeError, StaleGrade, or a score that is not a number
+            message = (
+                str(exc)
+                if isinstance(exc, services.GradeError)
+                else _("Scores must be whole numbers.")
+            )
+            extra = {"error": message, "posted": request.POST}
+        else:
+            messages.success(request, _("Grade approved."))
+            following = _review_context(answer, assignment)["next_id"]
+            if following:
+                return redirect("grading:review", answer_pk=following)
+            return redirect("grading:queue", pk=assignment.pk)
+        answer = _reviewable(request, answer_pk)
+    context = _review_context(answer, assignment, **extra)
+    template = "grading/_review_panel.html" if request.htmx else "grading/review.html"
+    return render(request, template, context, status=409 if extra else 200)

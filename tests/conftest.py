@@ -22,6 +22,12 @@ from grading.models import Criterion, Level, Rubric
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2 costs ~0.3 s per user; tests create hundreds. Production keeps the default.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(username: str, **extra: object) -> User:
     user = User(username=username, name=extra.pop("name", username.title()), **extra)
     user.set_password(PASSWORD)
