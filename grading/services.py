@@ -991,7 +991,8 @@ def grade_approve(
     """
     with transaction.atomic():
         answer = (
-            Answer.objects.select_for_update()
+            # Lock the answer row only; the joined rows may be NULL (outer joins).
+            Answer.objects.select_for_update(of=("self",))
             .select_related("current_assessment__rubric_snapshot", "question__assignment")
             .get(pk=answer.pk)
         )
