@@ -10,6 +10,11 @@ from grading import views as grading_views
 urlpatterns = [
     path("", course_views.home, name="home"),
     path(
+        "assignments/<int:pk>/feedback/",
+        course_views.assignment_feedback,
+        name="assignment_feedback",
+    ),
+    path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
         name="login",

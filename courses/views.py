@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 
 from grading.models import SubmissionStatus
+from grading.services import student_visible_grades
 
 from . import permissions
 
@@ -56,5 +57,24 @@ def home(request: HttpRequest) -> HttpResponse:
             "teaching": teaching,
             "teaching_assignments": teaching_assignments,
             "assignments": assignments,
+        },
+    )
+
+
+@login_required
+def assignment_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+    """A student's released, approved grades for one assignment — nothing else, ever."""
+    assignment = get_object_or_404(
+        permissions.student_assignments(request.user).select_related("course"), pk=pk
+    )
+    grades = student_visible_grades(student=request.user, assignment=assignment)
+    return render(
+        request,
+        "courses/feedback.html",
+        {
+            "assignment": assignment,
+            "grades": grades,
+            "total": sum(g.points for g in grades),
+            "max_total": sum(g.max_points for g in grades),
         },
     )

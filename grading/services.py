@@ -1145,6 +1145,6 @@ def student_visible_grades(*, student: UserModel, assignment: Assignment) -> lis
             answer__status=AnswerStatus.APPROVED,
         )
         .select_related("answer__question")
-        .prefetch_related("criteria")
+        .prefetch_related("criteria__criterion")
         .order_by("answer__question__order")
     )
