@@ -171,6 +171,9 @@ LLM_INVALID_RETRIES = env.int("LLM_INVALID_RETRIES", default=2)  # re-asks after
 LLM_TEMPERATURE = env.float("LLM_TEMPERATURE", default=0.2)
 LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=1024)
 LLM_SAMPLES = env.int("LLM_SAMPLES", default=1)  # self-consistency: n choices per request
+# Optional sampling seed. Servers batch requests, so even with a seed vLLM does not
+# promise identical output; measure consistency with LLM_SAMPLES instead.
+LLM_SEED = env.int("LLM_SEED", default=None)
 
 # --- The task queue ---------------------------------------------------------------
 # Timeout must cover the worst case for one chunk of answers: every request may

@@ -490,7 +490,9 @@ async def _call_model(llm: LLMClient, job: Job) -> Outcome:
     schema = job.context.schema()
     for attempt in range(1, settings.LLM_INVALID_RETRIES + 2):
         try:
-            reply = await llm.chat(messages, schema=schema, n=settings.LLM_SAMPLES)
+            reply = await llm.chat(
+                messages, schema=schema, n=settings.LLM_SAMPLES, seed=settings.LLM_SEED
+            )
         except ContextLengthExceeded as exc:
             outcome.calls.append(
                 CallRecord(AssessmentStatus.FAILED, error=str(exc), attempt=attempt)
