@@ -1150,3 +1150,60 @@ def student_visible_grades(*, student: UserModel, assignment: Assignment) -> lis
         .prefetch_related("criteria__criterion")
         .order_by("answer__question__order")
     )
+
+
+def assignment_grade_table(assignment: Assignment) -> tuple[list[str], list[list[Any]]]:
+    """Approved grades of every submission, per criterion and in total, for export.
+
+    A cell is empty where no grade was approved: an export never shows a proposal.
+    """
+    questions = list(
+        assignment.questions.select_related("rubric")
+        .prefetch_related("rubric__criteria")
+        .order_by("order", "pk")
+    )
+    header = ["username", "name", "student_number", "attempt", "submitted_at", "late"]
+    columns: list[tuple[int, int | None]] = []  # (question id, criterion id or None = total)
+    for q in questions:
+        if q.is_subjective and q.rubric is not None:
+            for c in q.rubric.criteria.all():
+                header.append(f"Q{q.order} {c.title}")
+                columns.append((q.pk, c.pk))
+        header.append(f"Q{q.order} total")
+        columns.append((q.pk, None))
+    header.append("total")
+    submissions = (
+        Submission.objects.filter(assignment=assignment, status=SubmissionStatus.SUBMITTED)
+        .select_related("student")
+        .prefetch_related(
+            Prefetch(
+                "answers",
+                queryset=Answer.objects.filter(status=AnswerStatus.APPROVED)
+                .select_related("final_grade")
+                .prefetch_related("final_grade__criteria"),
+            )
+        )
+        .order_by("student__username", "attempt")
+    )
+    rows = []
+    for s in submissions:
+        cells: dict[tuple[int, int | None], int] = {}
+        for answer in s.answers.all():
+            grade = answer.final_grade
+            cells[(answer.question_id, None)] = grade.points
+            for c in grade.criteria.all():
+                cells[(answer.question_id, c.criterion_id)] = c.points
+        totals = [cells[k] for k in columns if k[1] is None and k in cells]
+        rows.append(
+            [
+                s.student.username,
+                s.student.display_name,
+                s.student.student_number or "",
+                s.attempt,
+                timezone.localtime(s.submitted_at).isoformat() if s.submitted_at else "",
+                "yes" if s.is_late else "",
+                *[cells.get(k, "") for k in columns],
+                sum(totals) if totals else "",
+            ]
+        )
+    return header, rows

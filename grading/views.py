@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from courses import permissions
 from courses.models import SUBJECTIVE_KINDS, Assignment
 
 from . import health, services
-from .models import Answer, AnswerStatus, SubmissionStatus
+from .models import Answer, AnswerStatus, AuditEvent, Submission, SubmissionStatus
 
 
 @require_GET
@@ -246,3 +247,42 @@ def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
     context = _review_context(answer, assignment, **extra)
     template = "grading/_review_panel.html" if request.htmx else "grading/review.html"
     return render(request, template, context, status=409 if extra else 200)
+
+
+@login_required
+@require_GET
+def assignment_export(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approved grades as CSV, UTF-8 with a BOM so Excel shows Chinese names correctly."""
+    assignment = _teachable(request, pk)
+    header, rows = services.assignment_grade_table(assignment)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="grades-{assignment.pk}.csv"'
+    response.write("\ufeff")
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return response
+
+
+@login_required
+@require_GET
+def audit_trail(request: HttpRequest, pk: int, scope: str = "assignment") -> HttpResponse:
+    """Every recorded change for one assignment, or for one submission of it."""
+    if scope == "submission":
+        submission = get_object_or_404(
+            Submission.objects.select_related("assignment", "student").filter(
+                assignment__in=permissions.teachable_assignments(request.user)
+            ),
+            pk=pk,
+        )
+        assignment, events = submission.assignment, AuditEvent.objects.filter(submission_id=pk)
+    else:
+        submission = None
+        assignment = _teachable(request, pk)
+        events = AuditEvent.objects.filter(assignment_id=pk)
+    page = Paginator(events.order_by("-id"), 100).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "grading/audit.html",
+        {"assignment": assignment, "submission": submission, "page": page},
+    )
