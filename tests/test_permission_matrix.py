@@ -1,0 +1,83 @@
+"""Every URL walked as anonymous, student, other student, teacher and another course's teacher."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from grading.models import Answer, Submission, SubmissionStatus
+
+ANON, STUDENT, OTHER_STUDENT, TEACHER, OTHER_TEACHER = (
+    "anonymous", "student", "other_student", "teacher", "other_teacher"
+)  # fmt: skip
+LOGIN = 302  # anonymous users are sent to the login page
+
+
+@pytest.fixture
+def world(assignment, essay_question, teacher, student, other_student, other_teacher):
+    submission = Submission.objects.create(
+        assignment=assignment, student=student, status=SubmissionStatus.SUBMITTED,
+        submitted_at=timezone.now(),
+    )  # fmt: skip
+    answer = Answer.objects.create(
+        submission=submission, question=essay_question, text="作文", status="needs_manual"
+    )
+    return {
+        "users": {
+            STUDENT: student,
+            OTHER_STUDENT: other_student,
+            TEACHER: teacher,
+            OTHER_TEACHER: other_teacher,
+        },
+        "a": assignment.pk,
+        "answer": answer.pk,
+        "submission": submission.pk,
+    }
+
+
+# (method, url name, kwargs key, expected per actor)
+MATRIX = [
+    ("get", "home", None, {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200, TEACHER: 200,
+                           OTHER_TEACHER: 200}),
+    ("get", "assignment_feedback", "a", {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200,
+                                         TEACHER: 404, OTHER_TEACHER: 404}),
+    ("get", "grading:assignment", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                        TEACHER: 200, OTHER_TEACHER: 404}),
+    ("get", "grading:progress", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                      TEACHER: 200, OTHER_TEACHER: 404}),
+    ("post", "grading:grade", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                    TEACHER: 302, OTHER_TEACHER: 404}),
+    ("get", "grading:queue", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                   TEACHER: 200, OTHER_TEACHER: 404}),
+    ("post", "grading:bulk_approve", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                           TEACHER: 302, OTHER_TEACHER: 404}),
+    ("get", "grading:review", "answer", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                         TEACHER: 200, OTHER_TEACHER: 404}),
+    ("post", "grading:review", "answer", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                          TEACHER: 409, OTHER_TEACHER: 404}),
+    ("get", "grading:export", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                    TEACHER: 200, OTHER_TEACHER: 404}),
+    ("get", "grading:audit", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
+                                   TEACHER: 200, OTHER_TEACHER: 404}),
+    ("get", "grading:submission_audit", "submission", {ANON: LOGIN, STUDENT: 404,
+                                                       OTHER_STUDENT: 404, TEACHER: 200,
+                                                       OTHER_TEACHER: 404}),
+    ("get", "admin:index", None, {ANON: LOGIN, STUDENT: LOGIN, OTHER_STUDENT: LOGIN,
+                                  TEACHER: LOGIN, OTHER_TEACHER: LOGIN}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "method,name,key,expected", MATRIX, ids=[f"{m} {n}" for m, n, *_ in MATRIX]
+)
+def test_permission_matrix(client, world, no_llm, django_capture_on_commit_callbacks, method,
+                           name, key, expected):  # fmt: skip
+    url = reverse(name, args=[world[key]] if key else [])
+    for actor, status in expected.items():
+        client.logout()
+        if actor != ANON:
+            client.force_login(world["users"][actor])
+        with django_capture_on_commit_callbacks(execute=False):
+            response = getattr(client, method)(url)
+        assert response.status_code == status, (actor, url, response.status_code)
