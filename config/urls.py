@@ -9,6 +9,7 @@ from grading import views as grading_views
 
 urlpatterns = [
     path("", course_views.home, name="home"),
+    path("assignments/<int:pk>/", course_views.assignment_work, name="assignment_work"),
     path(
         "assignments/<int:pk>/feedback/",
         course_views.assignment_feedback,

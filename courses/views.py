@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 
 from grading.models import SubmissionStatus
-from grading.services import student_visible_grades
+from grading.services import (
+    SubmissionError,
+    student_visible_grades,
+    submission_current,
+    submission_save,
+)
 
 from . import permissions
 
@@ -78,3 +85,48 @@ def assignment_feedback(request: HttpRequest, pk: int) -> HttpResponse:
             "max_total": sum(g.max_points for g in grades),
         },
     )
+
+
+@login_required
+def assignment_work(request: HttpRequest, pk: int) -> HttpResponse:
+    """The student's form: one answer per question, drafts kept, handed in once ready."""
+    assignment = get_object_or_404(
+        permissions.student_assignments(request.user).select_related("course"), pk=pk
+    )
+    questions = list(assignment.questions.order_by("order", "pk"))
+    error = ""
+    if request.method == "POST":
+        responses = {
+            q.pk: (request.POST.get(f"text-{q.pk}", ""), request.POST.getlist(f"choice-{q.pk}"))
+            for q in questions
+        }
+        try:
+            submission_save(
+                assignment=assignment,
+                student=request.user,
+                responses=responses,
+                hand_in=request.POST.get("action") == "submit",
+            )
+        except SubmissionError as exc:
+            error = str(exc)
+        else:
+            if request.POST.get("action") == "submit":
+                messages.success(request, _("Handed in. Your teacher will release the grades."))
+                return redirect("home")
+            messages.success(request, _("Draft saved."))
+            return redirect("assignment_work", pk=assignment.pk)
+    current = submission_current(assignment=assignment, student=request.user)
+    saved = {a.question_id: a for a in current.answers.all()} if current else {}
+    items = [{"question": q, "answer": saved.get(q.pk)} for q in questions]
+    can_edit = (
+        current is None
+        or current.status == "draft"
+        or (current.attempt < assignment.attempts_allowed)
+    )
+    return render(
+        request,
+        "courses/work.html",
+        {"assignment": assignment, "items": items, "current": current, "error": error,
+         "can_edit": can_edit},
+        status=400 if error else 200,
+    )  # fmt: skip

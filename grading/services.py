@@ -1207,3 +1207,65 @@ def assignment_grade_table(assignment: Assignment) -> tuple[list[str], list[list
             ]
         )
     return header, rows
+
+
+# --- Student work -------------------------------------------------------------------
+
+
+class SubmissionError(ValueError):
+    """A hand-in that breaks the assignment's rules; the message is for the student."""
+
+
+def submission_current(*, assignment: Assignment, student: UserModel) -> Submission | None:
+    """The student's open draft, else their latest handed-in attempt."""
+    return (
+        Submission.objects.filter(assignment=assignment, student=student)
+        .order_by("-attempt")
+        .prefetch_related("answers")
+        .first()
+    )
+
+
+def submission_save(
+    *,
+    assignment: Assignment,
+    student: UserModel,
+    responses: dict[int, tuple[str, list[str]]],
+    hand_in: bool = False,
+) -> Submission:
+    """Keep the student's answers as a draft; with `hand_in`, submit them for grading.
+
+    `responses` maps question id → (text, chosen option keys). Deadlines and the
+    number of attempts are enforced here, with a message the student can act on.
+    """
+    from django.utils.translation import gettext as _
+
+    now = timezone.now()
+    if assignment.is_past_due(now) and assignment.late_policy == "refuse":
+        raise SubmissionError(_("The deadline has passed; this assignment no longer accepts work."))
+    with transaction.atomic():
+        latest = (
+            Submission.objects.select_for_update()
+            .filter(assignment=assignment, student=student)
+            .order_by("-attempt")
+            .first()
+        )
+        if latest is None or latest.status == SubmissionStatus.SUBMITTED:
+            used = latest.attempt if latest else 0
+            if used >= assignment.attempts_allowed:
+                raise SubmissionError(_("You have used every attempt this assignment allows."))
+            latest = Submission.objects.create(
+                assignment=assignment, student=student, attempt=used + 1
+            )
+        questions = {q.pk: q for q in assignment.questions.all()}
+        existing = {a.question_id: a for a in latest.answers.all()}
+        for question_id, question in questions.items():
+            text, choices = responses.get(question_id, ("", []))
+            valid = {o.get("key") for o in question.options or []}
+            choices = [c for c in choices if c in valid]
+            answer = existing.get(question_id) or Answer(submission=latest, question=question)
+            answer.text, answer.choices = text, choices
+            answer.save()
+    if hand_in:
+        latest = submission_submit(submission=latest, actor=student)
+    return latest
