@@ -9,6 +9,7 @@ urlpatterns = [
     path("assignments/<int:pk>/progress/", views.assignment_progress, name="progress"),
     path("assignments/<int:pk>/grade/", views.assignment_grade, name="grade"),
     path("assignments/<int:pk>/review/", views.review_queue, name="queue"),
+    path("assignments/<int:pk>/release/", views.assignment_release, name="release"),
     path("assignments/<int:pk>/grades.csv", views.assignment_export, name="export"),
     path("assignments/<int:pk>/review/approve/", views.review_bulk_approve, name="bulk_approve"),
     path("answers/<int:answer_pk>/review/", views.review_answer, name="review"),

@@ -12,9 +12,11 @@ from django.core.paginator import Paginator
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from courses import permissions
 from courses.models import SUBJECTIVE_KINDS, Assignment
@@ -240,9 +242,18 @@ def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
         else:
             messages.success(request, _("Grade approved."))
             following = _review_context(answer, assignment)["next_id"]
-            if following:
-                return redirect("grading:review", answer_pk=following)
-            return redirect("grading:queue", pk=assignment.pk)
+            if following is None:
+                queue_url = reverse("grading:queue", args=[assignment.pk])
+                if request.htmx:
+                    return HttpResponseClientRedirect(queue_url)
+                return redirect(queue_url)
+            if request.htmx:  # swap in the next answer without a page load
+                nxt = _reviewable(request, following)
+                response = render(
+                    request, "grading/_review_panel.html", _review_context(nxt, assignment)
+                )
+                return push_url(response, reverse("grading:review", args=[following]))
+            return redirect("grading:review", answer_pk=following)
         answer = _reviewable(request, answer_pk)
     context = _review_context(answer, assignment, **extra)
     template = "grading/_review_panel.html" if request.htmx else "grading/review.html"
@@ -286,3 +297,17 @@ def audit_trail(request: HttpRequest, pk: int, scope: str = "assignment") -> Htt
         "grading/audit.html",
         {"assignment": assignment, "submission": submission, "page": page},
     )
+
+
+@login_required
+@require_POST
+def assignment_release(request: HttpRequest, pk: int) -> HttpResponse:
+    """Release approved grades to students, or hide them again."""
+    assignment = _teachable(request, pk)
+    if request.POST.get("action") == "hide":
+        services.grades_hide(assignment=assignment, actor=request.user)
+        messages.success(request, _("Grades are hidden from students again."))
+    else:
+        services.grades_release(assignment=assignment, actor=request.user)
+        messages.success(request, _("Approved grades are now visible to students."))
+    return redirect("grading:assignment", pk=assignment.pk)

@@ -81,3 +81,16 @@ def test_permission_matrix(client, world, no_llm, django_capture_on_commit_callb
         with django_capture_on_commit_callbacks(execute=False):
             response = getattr(client, method)(url)
         assert response.status_code == status, (actor, url, response.status_code)
+
+
+def test_release_and_hide_over_http(client, world, teacher, student, assignment):
+    url = reverse("grading:release", args=[assignment.pk])
+    client.force_login(student)
+    assert client.post(url).status_code == 404
+    client.force_login(teacher)
+    client.post(url, {"action": "release"})
+    assignment.refresh_from_db()
+    assert assignment.grades_released
+    client.post(url, {"action": "hide"})
+    assignment.refresh_from_db()
+    assert not assignment.grades_released
