@@ -10,6 +10,7 @@ from grading import views as grading_views
 urlpatterns = [
     path("", course_views.home, name="home"),
     path("assignments/<int:pk>/", course_views.assignment_work, name="assignment_work"),
+    path("answers/<int:answer_pk>/regrade/", course_views.regrade_request, name="regrade_request"),
     path(
         "assignments/<int:pk>/feedback/",
         course_views.assignment_feedback,

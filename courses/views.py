@@ -8,10 +8,12 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
-from grading.models import SubmissionStatus
+from grading.models import Answer, SubmissionStatus
 from grading.services import (
     SubmissionError,
+    regrade_request_create,
     student_visible_grades,
     submission_current,
     submission_save,
@@ -130,3 +132,24 @@ def assignment_work(request: HttpRequest, pk: int) -> HttpResponse:
          "can_edit": can_edit},
         status=400 if error else 200,
     )  # fmt: skip
+
+
+@login_required
+@require_POST
+def regrade_request(request: HttpRequest, answer_pk: int) -> HttpResponse:
+    answer = get_object_or_404(
+        Answer.objects.select_related("question__assignment", "submission").filter(
+            submission__student=request.user,
+            question__assignment__in=permissions.student_assignments(request.user),
+        ),
+        pk=answer_pk,
+    )
+    try:
+        regrade_request_create(
+            answer=answer, student=request.user, comment=request.POST.get("comment", "")
+        )
+    except SubmissionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Your request was sent to your teacher."))
+    return redirect("assignment_feedback", pk=answer.question.assignment_id)

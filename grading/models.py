@@ -593,3 +593,43 @@ class AuditEvent(models.Model):
 
     def compute_hash(self) -> str:
         return sha256_hex(self.hashed_content())
+
+
+class RegradeStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    ANSWERED = "answered", _("Answered")
+
+
+class RegradeRequest(models.Model):
+    """A student's request to look again at a released grade, and the teacher's answer."""
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="regrade_requests")
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    comment = models.TextField(_("comment"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=RegradeStatus.choices, default=RegradeStatus.OPEN
+    )
+    response = models.TextField(_("response"), blank=True)
+    responder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("regrade request")
+        verbose_name_plural = _("regrade requests")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["answer"], condition=Q(status="open"), name="one_open_regrade_per_answer"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="open") | ~Q(response=""), name="answered_regrade_has_response"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.answer_id} · {self.get_status_display()}"

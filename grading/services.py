@@ -46,6 +46,8 @@ from .models import (
     FinalCriterionGrade,
     FinalGrade,
     GradeSource,
+    RegradeRequest,
+    RegradeStatus,
     Scorer,
     Snapshot,
     Submission,
@@ -1147,7 +1149,7 @@ def student_visible_grades(*, student: UserModel, assignment: Assignment) -> lis
             answer__status=AnswerStatus.APPROVED,
         )
         .select_related("answer__question")
-        .prefetch_related("criteria__criterion")
+        .prefetch_related("criteria__criterion", "answer__regrade_requests")
         .order_by("answer__question__order")
     )
 
@@ -1269,3 +1271,64 @@ def submission_save(
     if hand_in:
         latest = submission_submit(submission=latest, actor=student)
     return latest
+
+
+def regrade_request_create(*, answer: Answer, student: UserModel, comment: str) -> RegradeRequest:
+    """A student asks for a second look at a released grade of their own."""
+    from django.utils.translation import gettext as _
+
+    answer = Answer.objects.select_related("question__assignment", "submission").get(pk=answer.pk)
+    assignment = answer.question.assignment
+    if answer.submission.student_id != student.pk:
+        raise SubmissionError(_("You can only ask about your own work."))
+    if assignment.grades_released_at is None or answer.status != AnswerStatus.APPROVED:
+        raise SubmissionError(_("You can ask for a regrade once the grade is released."))
+    if not comment.strip():
+        raise SubmissionError(_("Say briefly what you would like your teacher to look at."))
+    if answer.regrade_requests.filter(status=RegradeStatus.OPEN).exists():
+        raise SubmissionError(_("Your teacher has not answered your last request yet."))
+    with transaction.atomic():
+        request = RegradeRequest.objects.create(
+            answer=answer, student=student, comment=comment.strip()[:2000]
+        )
+        audit_record(
+            actor=student, action="regrade.requested", target=answer,
+            after={"request": request.pk}, reason=request.comment,
+            assignment_id=assignment.pk, submission_id=answer.submission_id,
+        )  # fmt: skip
+    return request
+
+
+def regrade_request_answer(
+    *,
+    request: RegradeRequest,
+    actor: UserModel,
+    response: str,
+    scores: dict[int, int] | None = None,
+    reason: str = "",
+) -> RegradeRequest:
+    """The teacher answers; with new scores the grade changes too (an audited override)."""
+    if not response.strip():
+        raise GradeError("Write a short answer to the student.")
+    with transaction.atomic():
+        locked = RegradeRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status != RegradeStatus.OPEN:
+            raise GradeError("This request was already answered.")
+        answer = locked.answer
+        if scores:
+            version = FinalGrade.objects.filter(answer=answer).values_list("version", flat=True)
+            grade_approve(
+                answer=answer, actor=actor, scores=scores, reason=reason or response,
+                feedback=answer.final_grade.feedback, expected_version=version.first(),
+            )  # fmt: skip
+        locked.status = RegradeStatus.ANSWERED
+        locked.response = response.strip()
+        locked.responder = actor
+        locked.answered_at = timezone.now()
+        locked.save()
+        audit_record(
+            actor=actor, action="regrade.answered", target=answer,
+            after={"request": locked.pk, "changed": bool(scores)}, reason=locked.response,
+            assignment_id=answer.question.assignment_id, submission_id=answer.submission_id,
+        )  # fmt: skip
+    return locked

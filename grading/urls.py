@@ -14,6 +14,7 @@ urlpatterns = [
     path("assignments/<int:pk>/review/approve/", views.review_bulk_approve, name="bulk_approve"),
     path("answers/<int:answer_pk>/review/", views.review_answer, name="review"),
     path("assignments/<int:pk>/audit/", views.audit_trail, name="audit"),
+    path("regrades/<int:request_pk>/answer/", views.regrade_answer, name="regrade_answer"),
     path(
         "submissions/<int:pk>/audit/",
         views.audit_trail,

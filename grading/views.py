@@ -22,7 +22,15 @@ from courses import permissions
 from courses.models import SUBJECTIVE_KINDS, Assignment
 
 from . import health, services
-from .models import Answer, AnswerStatus, AuditEvent, Submission, SubmissionStatus
+from .models import (
+    Answer,
+    AnswerStatus,
+    AuditEvent,
+    RegradeRequest,
+    RegradeStatus,
+    Submission,
+    SubmissionStatus,
+)
 
 
 @require_GET
@@ -138,6 +146,9 @@ def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
         "status": status,
         "statuses": [(s.value, s.label) for s in REVIEWABLE],
         "never_bulk": services.NEVER_BULK_APPROVED,
+        "regrades": RegradeRequest.objects.filter(
+            answer__question__assignment=assignment, status=RegradeStatus.OPEN
+        ).select_related("answer__question", "student"),
     }
     template = "grading/_queue.html" if request.htmx else "grading/review_queue.html"
     return render(request, template, context)
@@ -196,6 +207,7 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
         "position": index + 1,
         "queue_length": len(order),
         "anonymous": assignment.anonymous_grading,
+        "regrades": list(answer.regrade_requests.all()),
         **extra,
     }
 
@@ -311,3 +323,23 @@ def assignment_release(request: HttpRequest, pk: int) -> HttpResponse:
         services.grades_release(assignment=assignment, actor=request.user)
         messages.success(request, _("Approved grades are now visible to students."))
     return redirect("grading:assignment", pk=assignment.pk)
+
+
+@login_required
+@require_POST
+def regrade_answer(request: HttpRequest, request_pk: int) -> HttpResponse:
+    regrade = get_object_or_404(
+        RegradeRequest.objects.select_related("answer__question__assignment").filter(
+            answer__question__assignment__in=permissions.teachable_assignments(request.user)
+        ),
+        pk=request_pk,
+    )
+    try:
+        services.regrade_request_answer(
+            request=regrade, actor=request.user, response=request.POST.get("response", "")
+        )
+    except services.GradeError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Your answer was sent to the student."))
+    return redirect("grading:review", answer_pk=regrade.answer_id)
