@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
+from grading.admin import AuditedAdmin
+
 from .models import Assignment, Course, Enrollment, Question, User
 
 
@@ -64,7 +66,7 @@ class QuestionInline(admin.StackedInline):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(AuditedAdmin):
     list_display = ("title", "course", "state", "due_at", "grading_mode", "grades_released_at")
     list_filter = ("state", "grading_mode", "release_policy", "language", "course")
     search_fields = ("title", "course__code", "course__title")

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from .audit import audit_record
 from .models import (
     Answer,
     Assessment,
@@ -17,6 +18,28 @@ from .models import (
     Rubric,
     Submission,
 )
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Changes made in Django admin enter the audit trail like any other change."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user,
+            action=f"admin.{obj._meta.model_name}.{'changed' if change else 'added'}",
+            target=obj,
+            after={field: str(form.cleaned_data.get(field)) for field in form.changed_data},
+            assignment_id=getattr(obj, "assignment_id", None)
+            or (obj.pk if obj._meta.model_name == "assignment" else None),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        audit_record(
+            actor=request.user, action=f"admin.{obj._meta.model_name}.deleted", target=obj,
+            before={"repr": str(obj)},
+        )  # fmt: skip
+        super().delete_model(request, obj)
 
 
 class LevelInline(admin.TabularInline):
@@ -33,7 +56,7 @@ class CriterionInline(admin.StackedInline):
 
 
 @admin.register(Rubric)
-class RubricAdmin(admin.ModelAdmin):
+class RubricAdmin(AuditedAdmin):
     list_display = ("title", "version", "language", "is_template", "owner", "total", "created_at")
     list_filter = ("is_template", "language")
     search_fields = ("title", "description", "criteria__title")
@@ -49,7 +72,7 @@ class RubricAdmin(admin.ModelAdmin):
 
 
 @admin.register(Criterion)
-class CriterionAdmin(admin.ModelAdmin):
+class CriterionAdmin(AuditedAdmin):
     list_display = ("title", "rubric", "order", "max_points", "scoring")
     list_select_related = ("rubric",)
     search_fields = ("title", "rubric__title")

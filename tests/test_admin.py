@@ -70,3 +70,29 @@ def test_rubric_admin_edits_criteria_inline(client, admin_user, rubric):
     client.force_login(admin_user)
     page = client.get(_admin_url(type(rubric), "change", rubric.pk)).content.decode()
     assert "内容切题" in page and "书写规范" in page
+
+
+def test_admin_changes_are_audited(client, admin_user, assignment):
+    from grading.models import AuditEvent
+
+    client.force_login(admin_user)
+    url = _admin_url(type(assignment), "change", assignment.pk)
+    form = client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None}
+    data.update(
+        {
+            "title": "期中作文（修订）",
+            "course": assignment.course.pk,
+            "due_at_0": "2026-12-01",
+            "due_at_1": "08:00:00",
+            "questions-TOTAL_FORMS": "0",
+            "questions-INITIAL_FORMS": "0",
+        }
+    )
+    data.pop("due_at", None)
+    data.pop("grades_released_at", None)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = AuditEvent.objects.get(action="admin.assignment.changed")
+    assert event.actor == admin_user and event.after["title"] == "期中作文（修订）"
+    assert event.assignment_id == assignment.pk
