@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Prefetch, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from courses.models import Assignment, GradingMode, Question, ReleasePolicy
 from courses.models import User as UserModel
@@ -958,9 +959,16 @@ class StaleGrade(GradeError):
 
     def __init__(self, current: FinalGrade) -> None:
         super().__init__(
-            f"This grade was changed by {getattr(current.approved_by, 'username', 'someone')} "
-            f"(now {current.points}/{current.max_points}, version {current.version}). "
-            "Reload to see it before saving again."
+            gettext(
+                "This grade was changed by %(who)s (now %(points)s/%(max)s, version %(v)s). "
+                "Reload to see it before saving again."
+            )
+            % {
+                "who": getattr(current.approved_by, "username", "?"),
+                "points": current.points,
+                "max": current.max_points,
+                "v": current.version,
+            }
         )
         self.current = current
 
@@ -1004,9 +1012,9 @@ def grade_approve(
         if existing is not None and existing.version != expected_version:
             raise StaleGrade(existing)
         if existing is None and expected_version not in (None, 0):
-            raise GradeError("This grade was removed meanwhile. Reload the page.")
+            raise GradeError(gettext("This grade was removed meanwhile. Reload the page."))
         if answer.status in (AnswerStatus.PENDING, AnswerStatus.GRADING):
-            raise GradeError("This answer is still being graded.")
+            raise GradeError(gettext("This answer is still being graded."))
         proposal = answer.current_assessment
         if proposal is not None and proposal.status != AssessmentStatus.COMPLETED:
             proposal = None
@@ -1016,16 +1024,20 @@ def grade_approve(
         rows = []
         for criterion in snapshot["criteria"]:
             if criterion["id"] not in chosen:
-                raise GradeError(f"Give a score for “{criterion['title']}”.")
+                raise GradeError(gettext("Give a score for “%(c)s”.") % {"c": criterion["title"]})
             points = int(chosen[criterion["id"]])
             if not 0 <= points <= criterion["max_points"]:
                 raise GradeError(
-                    f"“{criterion['title']}” must be between 0 and {criterion['max_points']}."
+                    gettext("“%(c)s” must be between 0 and %(max)s.")
+                    % {"c": criterion["title"], "max": criterion["max_points"]}
                 )
             rows.append((criterion, points, ai_points.get(criterion["id"])))
         changed = [c["title"] for c, points, ai in rows if ai is not None and ai != points]
         if changed and not reason.strip():
-            raise GradeError("Changing an AI score needs a short reason: " + "、".join(changed))
+            raise GradeError(
+                gettext("Changing an AI score needs a short reason: %(c)s")
+                % {"c": "、".join(changed)}
+            )
         if not ai_points:
             source = GradeSource.MANUAL
         elif changed:
@@ -1077,7 +1089,7 @@ def _snapshot_for(answer: Answer, proposal: Assessment | None) -> dict[str, Any]
         return proposal.rubric_snapshot.data
     rubric = answer.question.rubric
     if rubric is None:
-        raise GradeError("This question has no rubric to grade against.")
+        raise GradeError(gettext("This question has no rubric to grade against."))
     return rubric.snapshot()
 
 
@@ -1309,11 +1321,11 @@ def regrade_request_answer(
 ) -> RegradeRequest:
     """The teacher answers; with new scores the grade changes too (an audited override)."""
     if not response.strip():
-        raise GradeError("Write a short answer to the student.")
+        raise GradeError(gettext("Write a short answer to the student."))
     with transaction.atomic():
         locked = RegradeRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status != RegradeStatus.OPEN:
-            raise GradeError("This request was already answered.")
+            raise GradeError(gettext("This request was already answered."))
         answer = locked.answer
         if scores:
             version = FinalGrade.objects.filter(answer=answer).values_list("version", flat=True)

@@ -23,6 +23,16 @@ PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture(autouse=True)
+def _english_outside_requests():
+    # Messages raised by services follow the active language; tests read them in
+    # English (requests still choose their own language through LocaleMiddleware).
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2 costs ~0.3 s per user; tests create hundreds. Production keeps the default.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -68,7 +68,7 @@ def test_review_page_approve_override_and_stale_save(client, graded, teacher, as
     assert "内容切题" in page and "一等" in page and GOOD in page
     changed = {**form, f"score-{criteria[0].criterion_id}": 19, "feedback": "好", "version": ""}
     refused = client.post(url, changed)
-    assert refused.status_code == 409 and "needs a short reason" in refused.content.decode()
+    assert refused.status_code == 409 and "修改 AI 分数需要填写简短理由" in refused.content.decode()
     ok = client.post(url, {**changed, "reason": "开头很好"})
     assert ok.status_code == 302
     grade = FinalGrade.objects.get(answer=answer)
