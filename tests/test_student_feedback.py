@@ -25,7 +25,7 @@ def test_nothing_before_release_and_never_unapproved(client, graded, teacher, as
     owner = graded[0].submission.student
     client.force_login(owner)
     page = client.get(url).content.decode()
-    assert "75" not in page and "Rationale" not in page
+    assert "75 / 100" not in page and "Rationale" not in page
     services.grade_approve(answer=graded[0], actor=teacher)
     assert "75 / 100" not in client.get(url).content.decode()  # approved, not yet released
     services.grades_release(assignment=assignment, actor=teacher)
