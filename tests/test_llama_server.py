@@ -164,9 +164,9 @@ def test_pipeline_grades_through_real_batching(on_llama, assignment, small_rubri
     injected = Answer.objects.get(pk=answers[4].pk)
     if injected.status == AnswerStatus.GRADED:
         assert "prompt_injection_suspected" in injected.current_assessment.flags
-    # Requests overlapped in the server's parallel slots: the model time adds up to
-    # more than the time the whole batch took.
+    # Requests overlapped in the server's parallel slots: one at a time, the model
+    # time could never add up to more than the time the whole batch took.
     model_time = sum(
         r.latency_ms or 0 for a in graded for r in a.assessments.all()
     ) / 1000  # fmt: skip
-    assert model_time > 1.5 * wall
+    assert model_time > wall
