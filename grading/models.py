@@ -32,7 +32,7 @@ def sha256_hex(value: Any) -> str:
 
 
 class UnicodeJSONEncoder(DjangoJSONEncoder):
-    """Store Chinese as characters, not \\uXXXX escapes: a third of the bytes, and far
+    """Store Chinese as characters rather than ASCII escapes: a third of the bytes, and far
     cheaper for the database driver to quote in bulk inserts."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
