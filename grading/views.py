@@ -175,6 +175,18 @@ def review_bulk_approve(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("grading:queue", pk=assignment.pk)
 
 
+def _neighbours(answer: Answer, assignment: Assignment) -> dict[str, Any]:
+    """Where the answer stands in the review queue, and the answers either side of it."""
+    order = list(_queue(assignment).values_list("pk", flat=True))
+    index = order.index(answer.pk) if answer.pk in order else -1
+    return {
+        "previous_id": order[index - 1] if index > 0 else None,
+        "next_id": order[index + 1] if 0 <= index < len(order) - 1 else None,
+        "position": index + 1,
+        "queue_length": len(order),
+    }
+
+
 def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dict[str, Any]:
     proposal = answer.current_assessment
     snapshot = (
@@ -193,8 +205,7 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
         }
         for c in snapshot["criteria"]
     ]
-    order = list(_queue(assignment).values_list("pk", flat=True))
-    index = order.index(answer.pk) if answer.pk in order else -1
+    neighbours = _neighbours(answer, assignment)
     return {
         "assignment": assignment,
         "answer": answer,
@@ -202,10 +213,7 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
         "grade": grade,
         "criteria": criteria,
         "feedback": grade.feedback if grade else (proposal.feedback if proposal else ""),
-        "previous_id": order[index - 1] if index > 0 else None,
-        "next_id": order[index + 1] if 0 <= index < len(order) - 1 else None,
-        "position": index + 1,
-        "queue_length": len(order),
+        **neighbours,
         "anonymous": assignment.anonymous_grading,
         "regrades": list(answer.regrade_requests.all()),
         **extra,
@@ -253,7 +261,7 @@ def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
             extra = {"error": message, "posted": request.POST}
         else:
             messages.success(request, _("Grade approved."))
-            following = _review_context(answer, assignment)["next_id"]
+            following = _neighbours(answer, assignment)["next_id"]
             if following is None:
                 queue_url = reverse("grading:queue", args=[assignment.pk])
                 if request.htmx:
