@@ -105,9 +105,10 @@ def make_assignment(n: int, tag: str):
     from courses.management.commands.seed_demo import _rubric
     from courses.models import Assignment, AssignmentState, Course, Question, QuestionKind, User
     from grading.models import Answer, Submission, SubmissionStatus
+    from grading.rubric_templates import ESSAY_RUBRIC
 
     course, _ = Course.objects.get_or_create(code="BENCH", defaults={"title": "Bench"})
-    rubric = _rubric(demo_data.ESSAY_RUBRIC, owner=None, is_template=False)
+    rubric = _rubric(ESSAY_RUBRIC, owner=None, is_template=False)
     assignment = Assignment.objects.create(
         course=course, title=f"bench {tag}", state=AssignmentState.PUBLISHED
     )

@@ -22,6 +22,12 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password/",
+        course_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path("teach/", include("courses.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("grading/", include("grading.urls")),

@@ -7,8 +7,11 @@ LTI, a shell) can break them.
 from __future__ import annotations
 
 import datetime
+import math
+import re
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -30,6 +33,9 @@ class User(AbstractUser):
     language = models.CharField(
         _("preferred language"), max_length=10, choices=Language.choices, blank=True
     )
+    # Accounts created with an initial password (a roster import) must choose their own
+    # before they can do anything else.
+    must_change_password = models.BooleanField(_("must change password"), default=False)
 
     def __str__(self) -> str:
         return self.display_name
@@ -265,3 +271,72 @@ class Question(models.Model):
         if self.is_subjective and self.rubric_id:
             return self.rubric.max_points
         return self.points
+
+    @property
+    def is_choice(self) -> bool:
+        return self.kind in CHOICE_KINDS
+
+    def clean(self) -> None:
+        """An answer key must be able to score: the key parses, the regex compiles, the
+        correct choices exist among the options. Checked for every writer (forms, admin, API)."""
+        errors: dict[str, str] = {}
+        if self.is_subjective:
+            if self.rubric_id is None:
+                errors["rubric"] = _("Choose a rubric: subjective answers are scored against one.")
+        elif self.is_choice:
+            errors.update(self._clean_choice())
+        elif self.kind == QuestionKind.NUMERIC:
+            errors.update(self._clean_numeric())
+        elif self.kind == QuestionKind.EXACT_TEXT:
+            errors.update(self._clean_exact())
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_choice(self) -> dict[str, str]:
+        options = self.options if isinstance(self.options, list) else []
+        keys = [str(o.get("key", "")) for o in options if isinstance(o, dict)]
+        if len(keys) < 2 or any(not o.get("text", "").strip() for o in options):
+            return {"options": _("Give at least two options, each with a text.")}
+        if len(set(keys)) != len(keys) or "" in keys:
+            return {"options": _("Each option needs its own key.")}
+        correct = (self.answer_key or {}).get("correct") or []
+        if not correct:
+            return {"answer_key": _("Mark the correct option.")}
+        missing = [k for k in correct if k not in keys]
+        if missing:
+            return {
+                "answer_key": _("“%(keys)s” is not one of the options (%(options)s).")
+                % {"keys": ", ".join(map(str, missing)), "options": ", ".join(keys)}
+            }
+        if self.kind == QuestionKind.SINGLE_CHOICE and len(correct) != 1:
+            return {"answer_key": _("A single-choice question has exactly one correct option.")}
+        return {}
+
+    def _clean_numeric(self) -> dict[str, str]:
+        key = self.answer_key or {}
+        try:
+            value = float(key.get("value"))
+            tolerance = float(key.get("tolerance", 0))
+        except (TypeError, ValueError):
+            return {"answer_key": _("The correct value must be a number.")}
+        if not math.isfinite(value) or not math.isfinite(tolerance) or tolerance < 0:
+            return {"answer_key": _("Give a finite value and a tolerance of zero or more.")}
+        return {}
+
+    def _clean_exact(self) -> dict[str, str]:
+        key = self.answer_key or {}
+        accepted = [a for a in key.get("accepted") or [] if str(a).strip()]
+        if not accepted:
+            return {"answer_key": _("Give at least one accepted answer.")}
+        if key.get("regex"):
+            for pattern in accepted:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    return {
+                        "answer_key": _(
+                            "“%(pattern)s” is not a valid regular expression: %(error)s"
+                        )
+                        % {"pattern": pattern, "error": exc}
+                    }
+        return {}

@@ -7,9 +7,14 @@ else sees nothing. Site administrators use Django admin, not these pages.
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from typing import TYPE_CHECKING
 
-from .models import STAFF_ROLES, Assignment, Course, Enrollment, Role, User
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from .models import STAFF_ROLES, Assignment, Course, Enrollment, Question, Role, User
+
+if TYPE_CHECKING:
+    from grading.models import Rubric
 
 
 def _is_anonymous(user: User | None) -> bool:
@@ -66,3 +71,82 @@ def can_see_released_grades(user: User | None, assignment: Assignment) -> bool:
 def teachable_assignments(user: User | None) -> QuerySet[Assignment]:
     """Assignments a teacher or TA may manage and grade."""
     return Assignment.objects.filter(course__in=teaching_courses(user))
+
+
+# --- Managing courses (teachers; TAs grade but do not change the course) -------------
+
+
+def is_teacher(user: User | None) -> bool:
+    """May create courses and keep rubrics: granted the permission, or teaching somewhere."""
+    if _is_anonymous(user):
+        return False
+    return user.has_perm("courses.add_course") or (
+        Enrollment.objects.active().filter(user=user, role=Role.TEACHER).exists()
+    )
+
+
+def managed_courses(user: User | None) -> QuerySet[Course]:
+    """Courses whose settings, roster, assignments and questions this person may change."""
+    if _is_anonymous(user):
+        return Course.objects.none()
+    return Course.objects.filter(
+        enrollments__user=user,
+        enrollments__role=Role.TEACHER,
+        enrollments__ended_at__isnull=True,
+    ).distinct()
+
+
+def can_manage(user: User | None, course: Course) -> bool:
+    return course_role(user, course) == Role.TEACHER
+
+
+def managed_assignments(user: User | None) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(course__in=managed_courses(user))
+
+
+def managed_questions(user: User | None) -> QuerySet[Question]:
+    return Question.objects.filter(assignment__course__in=managed_courses(user))
+
+
+# --- Rubrics ----------------------------------------------------------------------
+
+
+def _latest_versions(rubrics: QuerySet[Rubric]) -> QuerySet[Rubric]:
+    from grading.models import Rubric
+
+    newer = Rubric.objects.filter(lineage=OuterRef("lineage"), version__gt=OuterRef("version"))
+    return rubrics.filter(~Exists(newer))
+
+
+def editable_rubrics(user: User | None) -> QuerySet[Rubric]:
+    """A teacher edits their own rubrics and those used in courses they manage (co-teachers
+    share them). Templates belong to the school's administrators; teachers edit a copy."""
+    from grading.models import Rubric
+
+    if not is_teacher(user):
+        return Rubric.objects.none()
+    used_here = Question.objects.filter(
+        rubric=OuterRef("pk"), assignment__course__in=managed_courses(user)
+    )
+    return Rubric.objects.filter(is_template=False).filter(Q(owner=user) | Exists(used_here))
+
+
+def usable_rubrics(user: User | None) -> QuerySet[Rubric]:
+    """What a teacher may attach to a question: the newest version of a rubric they edit."""
+    return _latest_versions(editable_rubrics(user))
+
+
+def library_rubrics(user: User | None) -> QuerySet[Rubric]:
+    """What a teacher may read and copy: every rubric in the school, newest versions."""
+    from grading.models import Rubric
+
+    if not is_teacher(user):
+        return Rubric.objects.none()
+    return _latest_versions(Rubric.objects.all())
+
+
+def readable_rubrics(user: User | None) -> QuerySet[Rubric]:
+    """Any version a teacher may look at (old versions explain old grades)."""
+    from grading.models import Rubric
+
+    return Rubric.objects.all() if is_teacher(user) else Rubric.objects.none()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from grading.models import Answer, SubmissionStatus
+from grading.models import Answer, Submission, SubmissionStatus
 from grading.services import (
     SubmissionError,
     regrade_request_create,
@@ -20,6 +24,7 @@ from grading.services import (
 )
 
 from . import permissions
+from .models import Assignment, User
 
 
 @login_required
@@ -118,20 +123,28 @@ def assignment_work(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, _("Draft saved."))
             return redirect("assignment_work", pk=assignment.pk)
     current = submission_current(assignment=assignment, student=request.user)
-    saved = {a.question_id: a for a in current.answers.all()} if current else {}
-    items = [{"question": q, "answer": saved.get(q.pk)} for q in questions]
-    can_edit = (
-        current is None
-        or current.status == "draft"
-        or (current.attempt < assignment.attempts_allowed)
-    )
     return render(
         request,
         "courses/work.html",
-        {"assignment": assignment, "items": items, "current": current, "error": error,
-         "can_edit": can_edit},
+        {**work_context(assignment, current=current), "error": error},
         status=400 if error else 200,
-    )  # fmt: skip
+    )
+
+
+def work_context(assignment: Assignment, *, current: Submission | None) -> dict[str, Any]:
+    """What the student's page shows; the teacher's preview renders the same thing."""
+    questions = list(assignment.questions.order_by("order", "pk"))
+    saved = {a.question_id: a for a in current.answers.all()} if current else {}
+    return {
+        "assignment": assignment,
+        "items": [{"question": q, "answer": saved.get(q.pk)} for q in questions],
+        "current": current,
+        "can_edit": (
+            current is None
+            or current.status == SubmissionStatus.DRAFT
+            or current.attempt < assignment.attempts_allowed
+        ),
+    }
 
 
 @login_required
@@ -153,3 +166,15 @@ def regrade_request(request: HttpRequest, answer_pk: int) -> HttpResponse:
     else:
         messages.success(request, _("Your request was sent to your teacher."))
     return redirect("assignment_feedback", pk=answer.question.assignment_id)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, which also lifts the first-login requirement."""
+
+    success_url = reverse_lazy("home")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        User.objects.filter(pk=self.request.user.pk).update(must_change_password=False)
+        messages.success(self.request, _("Your password was changed."))
+        return response

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import rubric_views, views
 
 app_name = "grading"
 
@@ -15,6 +15,11 @@ urlpatterns = [
     path("answers/<int:answer_pk>/review/", views.review_answer, name="review"),
     path("assignments/<int:pk>/audit/", views.audit_trail, name="audit"),
     path("regrades/<int:request_pk>/answer/", views.regrade_answer, name="regrade_answer"),
+    path("rubrics/", rubric_views.rubric_library, name="rubrics"),
+    path("rubrics/<int:pk>/", rubric_views.rubric_builder, name="rubric"),
+    path("rubrics/<int:pk>/copy/", rubric_views.rubric_copy, name="rubric_copy"),
+    path("rubrics/<int:pk>/change/", rubric_views.rubric_change, name="rubric_change"),
+    path("rubrics/<int:pk>/regrade/", rubric_views.rubric_regrade, name="rubric_regrade"),
     path(
         "submissions/<int:pk>/audit/",
         views.audit_trail,

@@ -6,6 +6,7 @@ import pytest
 
 from courses import demo_data
 from grading import objective, rules, screening
+from grading.rubric_templates import ESSAY_RUBRIC
 
 CHOICE = {"correct": ["A", "C"]}
 
@@ -136,7 +137,7 @@ def test_rule_engine_ranks_answers_sensibly():
 
 
 def test_rule_engine_on_chinese_essays():
-    snapshot = _snapshot(demo_data.ESSAY_RUBRIC)
+    snapshot = _snapshot(ESSAY_RUBRIC)
 
     def propose(answer: str):
         return rules.propose(

@@ -31,6 +31,7 @@ from grading.models import (
     Submission,
     SubmissionStatus,
 )
+from grading.rubric_templates import ESSAY_RUBRIC
 from grading.services import answers_enqueue
 
 CLASS_SIZE = 30  # students besides `student`
@@ -85,9 +86,9 @@ def seed() -> dict[str, int]:
             _enroll(course, student, Role.STUDENT)
 
     # Templates are offered to every teacher; the teacher's own copies are used here.
-    _rubric(data.ESSAY_RUBRIC, owner=None, is_template=True)
+    _rubric(ESSAY_RUBRIC, owner=None, is_template=True)
     _rubric(data.SCIENCE_RUBRIC, owner=None, is_template=True)
-    essay_rubric = _rubric(data.ESSAY_RUBRIC, owner=teacher, is_template=False)
+    essay_rubric = _rubric(ESSAY_RUBRIC, owner=teacher, is_template=False)
     science_rubric = _rubric(data.SCIENCE_RUBRIC, owner=teacher, is_template=False)
 
     now = timezone.now()

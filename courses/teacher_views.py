@@ -1,0 +1,484 @@
+"""Teachers' pages: courses, rosters, assignments and questions. Thin: permission, form,
+service, render. Other people's courses are 404s — an outsider learns nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from grading.models import Rubric
+from grading.rubrics import rubric_copy
+
+from . import permissions, services
+from .forms import (
+    AssignmentForm,
+    CourseForm,
+    EnrollmentAddForm,
+    QuestionForm,
+    RosterUploadForm,
+    add_errors,
+)
+from .models import (
+    Assignment,
+    AssignmentState,
+    Course,
+    Enrollment,
+    Question,
+    QuestionKind,
+    Role,
+)
+from .views import work_context
+
+
+def _course(request: HttpRequest, pk: int) -> Course:
+    return get_object_or_404(permissions.managed_courses(request.user), pk=pk)
+
+
+def _assignment(request: HttpRequest, pk: int) -> Assignment:
+    return get_object_or_404(
+        permissions.managed_assignments(request.user).select_related("course"), pk=pk
+    )
+
+
+def _question(request: HttpRequest, pk: int) -> Question:
+    return get_object_or_404(
+        permissions.managed_questions(request.user).select_related("assignment__course"), pk=pk
+    )
+
+
+def _form_values(form: Any) -> dict[str, Any]:
+    return {name: form.cleaned_data[name] for name in form.fields}
+
+
+# --- Courses ------------------------------------------------------------------------
+
+
+@login_required
+def course_list(request: HttpRequest) -> HttpResponse:
+    courses = (
+        permissions.managed_courses(request.user)
+        .annotate(
+            student_count=Count(
+                "enrollments",
+                filter=Q(enrollments__role=Role.STUDENT, enrollments__ended_at__isnull=True),
+                distinct=True,
+            ),
+            assignment_count=Count("assignments", distinct=True),
+        )
+        .order_by("archived", "code")
+    )
+    return render(
+        request,
+        "teach/course_list.html",
+        {"courses": courses, "can_create": permissions.is_teacher(request.user)},
+    )
+
+
+@login_required
+def course_create(request: HttpRequest) -> HttpResponse:
+    if not permissions.is_teacher(request.user):
+        raise PermissionDenied
+    form = CourseForm(request.POST or None, initial={"language": request.LANGUAGE_CODE})
+    if request.method == "POST" and form.is_valid():
+        try:
+            course = services.course_create(actor=request.user, **_form_values(form))
+        except ValidationError as exc:
+            add_errors(form, exc)
+        else:
+            messages.success(request, _("Course created. Add students next."))
+            return redirect("teach:course", pk=course.pk)
+    return render(
+        request, "teach/course_form.html", {"form": form}, status=400 if form.errors else 200
+    )
+
+
+@login_required
+def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    course = _course(request, pk)
+    form = CourseForm(request.POST or None, instance=course)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.course_update(course=course, actor=request.user, **_form_values(form))
+        except ValidationError as exc:
+            add_errors(form, exc)
+        else:
+            messages.success(request, _("Saved."))
+            return redirect("teach:course", pk=course.pk)
+    return render(
+        request,
+        "teach/course_form.html",
+        {"form": form, "course": course},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+@require_POST
+def course_archive(request: HttpRequest, pk: int) -> HttpResponse:
+    course = _course(request, pk)
+    archived = request.POST.get("archived") == "1"
+    services.course_archive(course=course, actor=request.user, archived=archived)
+    messages.success(
+        request,
+        _("Course archived: students no longer see it.") if archived else _("Course restored."),
+    )
+    return redirect("teach:course", pk=course.pk)
+
+
+def _roster_context(course: Course, form: EnrollmentAddForm | None = None) -> dict[str, Any]:
+    enrollments = list(
+        Enrollment.objects.filter(course=course)
+        .select_related("user")
+        .order_by("user__student_number", "user__username")
+    )
+    active = [e for e in enrollments if e.ended_at is None]
+    return {
+        "course": course,
+        "staff": [e for e in active if e.role != Role.STUDENT],
+        "students": [e for e in active if e.role == Role.STUDENT],
+        "former": [e for e in enrollments if e.ended_at is not None],
+        "add_form": form or EnrollmentAddForm(auto_id="roster-%s"),
+    }
+
+
+@login_required
+def course_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    course = _course(request, pk)
+    assignments = course.assignments.annotate(
+        question_count=Count("questions", distinct=True)
+    ).order_by("due_at", "pk")
+    return render(
+        request,
+        "teach/course.html",
+        {**_roster_context(course), "assignments": assignments},
+    )
+
+
+def _roster_response(request: HttpRequest, course: Course, form: Any = None) -> HttpResponse:
+    if request.htmx:
+        return render(
+            request,
+            "teach/_roster.html",
+            _roster_context(course, form),
+            status=400 if form is not None and form.errors else 200,
+        )
+    return redirect("teach:course", pk=course.pk)
+
+
+@login_required
+@require_POST
+def roster_add(request: HttpRequest, pk: int) -> HttpResponse:
+    course = _course(request, pk)
+    form = EnrollmentAddForm(request.POST, auto_id="roster-%s")
+    if form.is_valid():
+        try:
+            enrollment = services.enrollment_add(
+                course=course,
+                identifier=form.cleaned_data["identifier"],
+                role=form.cleaned_data["role"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            add_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("%(name)s added as %(role)s.")
+                % {"name": enrollment.user.display_name, "role": enrollment.get_role_display()},
+            )
+            return _roster_response(request, course)
+    if not request.htmx:
+        for error in form.errors.values():
+            messages.error(request, " ".join(error))
+    return _roster_response(request, course, form)
+
+
+@login_required
+@require_POST
+def enrollment_end(request: HttpRequest, pk: int) -> HttpResponse:
+    enrollment = get_object_or_404(
+        Enrollment.objects.select_related("user", "course").filter(
+            course__in=permissions.managed_courses(request.user)
+        ),
+        pk=pk,
+    )
+    try:
+        services.enrollment_end(enrollment=enrollment, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            _("%(name)s removed. Their work and grades are kept.")
+            % {"name": enrollment.user.display_name},
+        )
+    return _roster_response(request, enrollment.course)
+
+
+@login_required
+@never_cache
+def roster_import(request: HttpRequest, pk: int) -> HttpResponse:
+    """Upload → preview (nothing saved) → confirm. The preview carries the file's text in
+    the confirm form, so nothing is stored between the two steps."""
+    course = _course(request, pk)
+    form = RosterUploadForm()
+    context: dict[str, Any] = {"course": course, "form": form}
+    if request.method == "POST":
+        text = request.POST.get("csv_text")
+        try:
+            if text is None:
+                form = RosterUploadForm(request.POST, request.FILES)
+                context["form"] = form
+                if not form.is_valid():
+                    return render(request, "teach/roster_import.html", context, status=400)
+                text = services.roster_decode(form.cleaned_data["file"].read())
+            if request.POST.get("action") == "import":
+                result = services.roster_import(course=course, text=text, actor=request.user)
+                return render(
+                    request, "teach/roster_result.html", {"course": course, "result": result}
+                )
+            context.update(preview=services.roster_preview(course=course, text=text), text=text)
+        except services.RosterError as exc:
+            context["error"] = str(exc)
+            return render(request, "teach/roster_import.html", context, status=400)
+    return render(request, "teach/roster_import.html", context)
+
+
+# --- Assignments --------------------------------------------------------------------
+
+
+@login_required
+def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
+    course = _course(request, pk)
+    form = AssignmentForm(request.POST or None, initial={"language": course.language})
+    if request.method == "POST" and form.is_valid():
+        try:
+            assignment = services.assignment_create(
+                course=course, actor=request.user, **_form_values(form)
+            )
+        except ValidationError as exc:
+            add_errors(form, exc)
+        else:
+            messages.success(request, _("Assignment created as a draft. Add questions next."))
+            return redirect("teach:assignment", pk=assignment.pk)
+    return render(
+        request,
+        "teach/assignment_form.html",
+        {"form": form, "course": course},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def assignment_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _assignment(request, pk)
+    form = AssignmentForm(request.POST or None, instance=assignment)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.assignment_update(
+                assignment=assignment, actor=request.user, **_form_values(form)
+            )
+        except ValidationError as exc:
+            add_errors(form, exc)
+        else:
+            messages.success(request, _("Saved."))
+            return redirect("teach:assignment", pk=assignment.pk)
+    return render(
+        request,
+        "teach/assignment_form.html",
+        {"form": form, "course": assignment.course, "assignment": assignment},
+        status=400 if form.errors else 200,
+    )
+
+
+def _questions_context(assignment: Assignment) -> dict[str, Any]:
+    return {
+        "assignment": assignment,
+        "questions": list(
+            assignment.questions.select_related("rubric")
+            .annotate(answer_count=Count("answers"))
+            .order_by("order", "pk")
+        ),
+        "kinds": QuestionKind.choices,
+    }
+
+
+@login_required
+def assignment_manage(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _assignment(request, pk)
+    return render(
+        request,
+        "teach/assignment.html",
+        {
+            **_questions_context(assignment),
+            "problems": services.assignment_publish_problems(assignment),
+            "states": AssignmentState,
+        },
+    )
+
+
+@login_required
+@require_POST
+def assignment_state(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _assignment(request, pk)
+    state = request.POST.get("state", "")
+    try:
+        services.assignment_set_state(assignment=assignment, state=state, actor=request.user)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    else:
+        messages.success(
+            request,
+            {
+                AssignmentState.PUBLISHED: _("Published: students can see it now."),
+                AssignmentState.CLOSED: _("Closed: no more hand-ins."),
+                AssignmentState.DRAFT: _("Back to draft: students no longer see it."),
+            }[state],
+        )
+    return redirect("teach:assignment", pk=assignment.pk)
+
+
+@login_required
+def assignment_preview(request: HttpRequest, pk: int) -> HttpResponse:
+    """The student's page, exactly, with nothing saved: a teacher or TA checks the wording."""
+    assignment = get_object_or_404(
+        permissions.teachable_assignments(request.user).select_related("course"), pk=pk
+    )
+    context = work_context(assignment, current=None)
+    return render(request, "courses/work.html", {**context, "preview": True})
+
+
+# --- Questions ----------------------------------------------------------------------
+
+
+def _rubric_choices(request: HttpRequest) -> list[tuple[str, Any]]:
+    mine = [
+        (f"r{r.pk}", f"{r.title} (v{r.version}, {r.max_points})")
+        for r in permissions.usable_rubrics(request.user).prefetch_related("criteria")
+    ]
+    templates = [
+        (f"t{r.pk}", _("%(title)s — a copy for you") % {"title": r.title})
+        for r in Rubric.objects.filter(is_template=True).order_by("title")
+    ]
+    choices: list[tuple[str, Any]] = []
+    if mine:
+        choices.append((_("My rubrics"), mine))
+    if templates:
+        choices.append((_("Start from a template"), templates))
+    return choices
+
+
+def _chosen_rubric(request: HttpRequest, value: str) -> Rubric:
+    """The rubric behind a choice; a template is copied into the teacher's rubrics first."""
+    kind, pk = value[:1], int(value[1:])
+    if kind == "t":
+        template = get_object_or_404(Rubric, pk=pk, is_template=True)
+        return rubric_copy(source=template, owner=request.user, actor=request.user)
+    return get_object_or_404(permissions.usable_rubrics(request.user), pk=pk)
+
+
+def _save_question(request: HttpRequest, form: QuestionForm, save: Any) -> Question | None:
+    """Run `save(values)` in one transaction with any template copy it needs."""
+    if not form.is_valid():
+        return None
+    values = form.service_values()
+    try:
+        with transaction.atomic():
+            if "rubric" in form.cleaned_data:
+                values["rubric"] = _chosen_rubric(request, form.cleaned_data["rubric"])
+            return save(values)
+    except ValidationError as exc:
+        add_errors(form, exc, form.error_aliases)
+        return None
+
+
+@login_required
+def question_create(request: HttpRequest, pk: int) -> HttpResponse:
+    assignment = _assignment(request, pk)
+    kind = request.GET.get("kind") or request.POST.get("kind", "")
+    if kind not in QuestionKind.values:
+        messages.error(request, _("Choose a kind of question."))
+        return redirect("teach:assignment", pk=assignment.pk)
+    form = QuestionForm(request.POST or None, kind=kind, rubric_choices=_rubric_choices(request))
+    if request.method == "POST":
+        question = _save_question(
+            request,
+            form,
+            lambda values: services.question_create(
+                assignment=assignment, kind=kind, actor=request.user, **values
+            ),
+        )
+        if question is not None:
+            messages.success(request, _("Question %(n)s added.") % {"n": question.order})
+            return redirect("teach:assignment", pk=assignment.pk)
+    return render(
+        request,
+        "teach/question_form.html",
+        {"form": form, "assignment": assignment, "kind": kind,
+         "kind_label": QuestionKind(kind).label},
+        status=400 if form.errors else 200,
+    )  # fmt: skip
+
+
+@login_required
+def question_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    question = _question(request, pk)
+    form = QuestionForm(
+        request.POST or None,
+        kind=question.kind,
+        rubric_choices=_rubric_choices(request),
+        initial=QuestionForm.initial_for(question),
+    )
+    if request.method == "POST":
+        saved = _save_question(
+            request,
+            form,
+            lambda values: services.question_update(
+                question=question, actor=request.user, **values
+            ),
+        )
+        if saved is not None:
+            messages.success(request, _("Question %(n)s saved.") % {"n": saved.order})
+            return redirect("teach:assignment", pk=question.assignment_id)
+    return render(
+        request,
+        "teach/question_form.html",
+        {"form": form, "assignment": question.assignment, "question": question,
+         "kind": question.kind, "kind_label": question.get_kind_display()},
+        status=400 if form.errors else 200,
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+def question_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    question = _question(request, pk)
+    try:
+        services.question_delete(question=question, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Question deleted."))
+    return redirect("teach:assignment", pk=question.assignment_id)
+
+
+@login_required
+@require_POST
+def question_move(request: HttpRequest, pk: int) -> HttpResponse:
+    question = _question(request, pk)
+    offset = -1 if request.POST.get("direction") == "up" else 1
+    services.question_move(question=question, offset=offset, actor=request.user)
+    if request.htmx:
+        return render(request, "teach/_questions.html", _questions_context(question.assignment))
+    return redirect("teach:assignment", pk=question.assignment_id)
