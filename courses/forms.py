@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
 from grading.objective import parse_number
@@ -86,9 +87,17 @@ class AssignmentForm(forms.ModelForm):
         }
         help_texts = {
             "due_at": _("In the school's time zone. Leave empty for no deadline."),
+            "attempts_allowed": _("How many times a student may hand in."),
             "anonymous_grading": _("Hide students' names while reviewing."),
             "language": _("Language of the grading prompts and feedback."),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        attempts = self.fields["attempts_allowed"]
+        attempts.min_value = 1
+        attempts.validators.append(MinValueValidator(1))
+        attempts.widget.attrs["min"] = 1
 
 
 OPTION_PREFIX = re.compile(r"^\s*([A-Za-z])\s*[\.\、\)）．:：]\s*")

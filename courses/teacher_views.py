@@ -108,7 +108,9 @@ def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = CourseForm(request.POST or None, instance=course)
     if request.method == "POST" and form.is_valid():
         try:
-            services.course_update(course=course, actor=request.user, **_form_values(form))
+            # The form wrote its values onto `course`; the service compares against the row.
+            stored = Course.objects.get(pk=course.pk)
+            services.course_update(course=stored, actor=request.user, **_form_values(form))
         except ValidationError as exc:
             add_errors(form, exc)
         else:
@@ -285,8 +287,11 @@ def assignment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = AssignmentForm(request.POST or None, instance=assignment)
     if request.method == "POST" and form.is_valid():
         try:
+            # The form wrote its values onto `assignment`; the service compares against the row.
             services.assignment_update(
-                assignment=assignment, actor=request.user, **_form_values(form)
+                assignment=Assignment.objects.get(pk=assignment.pk),
+                actor=request.user,
+                **_form_values(form),
             )
         except ValidationError as exc:
             add_errors(form, exc)

@@ -30,6 +30,13 @@ def students_in(course: Course) -> set[str]:
     )
 
 
+@pytest.fixture
+def client(client):
+    """Pages in English, whatever the school's default language."""
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
 # --- Courses ------------------------------------------------------------------------
 
 
@@ -87,7 +94,9 @@ def test_add_by_username_email_or_student_number(course, teacher):
     a = make_user("a01", email="a01@school.cn")
     b = make_user("b02", student_number="20260002")
     ta = make_user("helper")
-    services.enrollment_add(course=course, identifier="a01@SCHOOL.cn", role="student", actor=teacher)
+    services.enrollment_add(
+        course=course, identifier="a01@SCHOOL.cn", role="student", actor=teacher
+    )
     services.enrollment_add(course=course, identifier="20260002", role="student", actor=teacher)
     services.enrollment_add(course=course, identifier="helper", role="ta", actor=teacher)
     assert {a.username, b.username} <= students_in(course)
@@ -120,7 +129,9 @@ def test_the_last_teacher_cannot_be_removed(course, teacher):
 def test_roster_htmx_add_and_remove(client, course, teacher, outsider):
     client.force_login(teacher)
     url = reverse("teach:roster_add", args=[course.pk])
-    response = client.post(url, {"identifier": "outsider", "role": "student"}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        url, {"identifier": "outsider", "role": "student"}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     assert 'id="roster"' in response.content.decode() and "outsider" in response.content.decode()
     response = client.post(url, {"identifier": "ghost", "role": "student"}, HTTP_HX_REQUEST="true")
