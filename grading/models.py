@@ -176,10 +176,8 @@ class Level(models.Model):
 
     def clean(self) -> None:
         if self.criterion_id and self.points > self.criterion.max_points:
-            raise ValidationError(
-                {"points": _("A level cannot exceed the criterion's maximum of %(max)s points.")}
-                % {"max": self.criterion.max_points}
-            )
+            message = _("A level cannot exceed the criterion's maximum of %(max)s points.")
+            raise ValidationError({"points": message % {"max": self.criterion.max_points}})
 
 
 # --- Submissions -------------------------------------------------------------------

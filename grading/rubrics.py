@@ -267,7 +267,7 @@ def _level_in(edit: Edit, mapping: dict[int, Criterion], level: Level) -> Level:
 
 
 def _validate_level(level: Level) -> None:
-    level.full_clean()
+    # Our own wording for the duplicate first; the generic constraint message is vaguer.
     clash = Level.objects.filter(criterion=level.criterion, points=level.points)
     if level.pk:
         clash = clash.exclude(pk=level.pk)
@@ -275,6 +275,7 @@ def _validate_level(level: Level) -> None:
         raise ValidationError(
             {"points": _("Another level already gives %(p)s points.") % {"p": level.points}}
         )
+    level.full_clean()
 
 
 def level_add(*, criterion: Criterion, actor: User, **values: Any) -> Edit:

@@ -48,7 +48,8 @@ def test_seed_demo_is_idempotent_and_realistic(db, settings):
     assert "" in essays  # a blank answer
     assert any("满分" in text for text in essays)  # one tries to talk the grader round
     assert len(set(essays)) == len(essays)  # otherwise every essay is the student's own
-    assert Rubric.objects.filter(is_template=True).count() == 2
+    # The three shipped templates (migration) plus the demo science template.
+    assert Rubric.objects.filter(is_template=True).count() == 4
 
 
 def test_seed_demo_refused_without_debug(db, settings):

@@ -1,0 +1,200 @@
+"""The rubric builder and rubric versioning: a rubric that has scored answers is never
+rewritten; old assessments keep the snapshot they were scored with."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from grading import rubrics, services
+from grading.models import (
+    Answer,
+    AnswerStatus,
+    AuditEvent,
+    Criterion,
+    CriterionScore,
+    Level,
+    Rubric,
+)
+
+from .conftest import submit
+
+
+@pytest.fixture
+def client(client):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+@pytest.fixture
+def graded(assignment, essay_question, student, other_student, no_llm):
+    """Two essays scored by the offline engine against version 1 of the rubric."""
+    for who, text in (
+        (student, "那一刻我长大了，我照顾生病的妈妈。"),
+        (other_student, "我的暑假。"),
+    ):
+        submit(assignment, who, {essay_question: text})
+    ids = list(Answer.objects.values_list("pk", flat=True))
+    Answer.objects.filter(pk__in=ids).update(status=AnswerStatus.GRADING)
+    services.answers_grade(answer_ids=ids)
+    return Answer.objects.filter(pk__in=ids).order_by("pk")
+
+
+def change(client, rubric, op, **data):
+    return client.post(
+        reverse("grading:rubric_change", args=[rubric.pk]), {"op": op, **data},
+        HTTP_HX_REQUEST="true",
+    )  # fmt: skip
+
+
+def test_unused_rubric_is_edited_in_place(rubric, essay_question, teacher):
+    criterion = rubric.criteria.first()
+    edit = rubrics.criterion_update(criterion=criterion, actor=teacher, max_points=25)
+    assert not edit.versioned and edit.rubric == rubric
+    assert rubric.max_points == 105
+    assert Rubric.objects.filter(lineage=rubric.lineage).count() == 1
+
+
+def test_editing_a_used_rubric_makes_a_new_version(rubric, essay_question, teacher, graded):
+    v1_snapshot = graded[0].current_assessment.rubric_snapshot
+    v1_criterion = rubric.criteria.get(title="内容切题")
+    edit = rubrics.criterion_update(
+        criterion=v1_criterion, actor=teacher, title="内容切题（新）", max_points=30
+    )
+    v2 = edit.rubric
+    assert edit.versioned and v2.version == 2 and v2.lineage == rubric.lineage
+    # The question moved on; version 1 and everything scored with it stay as they were.
+    essay_question.refresh_from_db()
+    assert essay_question.rubric == v2
+    assert rubric.criteria.get(pk=v1_criterion.pk).max_points == 20
+    assert v2.criteria.get(order=v1_criterion.order).title == "内容切题（新）"
+    assert v2.max_points == 110 and rubric.max_points == 100
+    for answer in graded:
+        assessment = answer.current_assessment
+        assert assessment.rubric_snapshot_id == v1_snapshot.pk
+        assert assessment.rubric_snapshot.data["version"] == 1
+        assert {c["title"] for c in assessment.rubric_snapshot.data["criteria"]} >= {"内容切题"}
+        assert set(CriterionScore.objects.filter(assessment=assessment).values_list(
+            "criterion__rubric_id", flat=True)) == {rubric.pk}  # fmt: skip
+    # Levels came along, and further edits stay on version 2 (it has scored nothing yet).
+    assert Level.objects.filter(criterion__rubric=v2).count() == 10
+    again = rubrics.criterion_add(rubric=v2, actor=teacher, title="书写", max_points=5)
+    assert not again.versioned and again.rubric == v2
+    event = AuditEvent.objects.get(action="rubric.versioned")
+    assert event.before["version"] == 1 and event.after["questions"] == [essay_question.pk]
+
+
+def test_answers_scored_with_the_old_version_are_listed_and_regraded(
+    rubric, essay_question, teacher, assignment, graded, django_capture_on_commit_callbacks
+):
+    v2 = rubrics.criterion_update(
+        criterion=rubric.criteria.first(), actor=teacher, max_points=25
+    ).rubric
+    services.grade_approve(answer=graded[0], actor=teacher)  # approved under version 1
+    outdated = rubrics.rubric_outdated_by_assignment(v2)
+    assert outdated == [{"assignment_id": assignment.pk, "title": assignment.title, "total": 2,
+                         "approved": 1, "regradable": 1}]  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):
+        queued = rubrics.rubric_regrade_outdated(rubric=v2, assignment=assignment, actor=teacher)
+    assert queued == 1
+    assert Answer.objects.get(pk=graded[1].pk).status == AnswerStatus.GRADING
+    assert Answer.objects.get(pk=graded[0].pk).status == AnswerStatus.APPROVED
+    services.answers_grade(answer_ids=[graded[1].pk])
+    regraded = Answer.objects.get(pk=graded[1].pk).current_assessment
+    assert regraded.rubric_snapshot.data["version"] == 2
+    assert list(rubrics.rubric_outdated_answers(v2)) == [graded[0]]
+
+
+def test_only_the_newest_version_is_editable(rubric, essay_question, teacher, graded):
+    rubrics.level_delete(
+        level=Level.objects.filter(criterion__rubric=rubric).first(), actor=teacher
+    )
+    with pytest.raises(rubrics.StaleRubric):
+        rubrics.criterion_add(rubric=rubric, actor=teacher, title="x", max_points=1)
+
+
+def test_templates_are_not_edited_by_teachers(teacher):
+    template = Rubric.objects.filter(is_template=True).first()
+    with pytest.raises(ValidationError):
+        rubrics.rubric_update(rubric=template, actor=teacher, title="mine now")
+
+
+def test_level_rules(rubric, teacher):
+    criterion = rubric.criteria.first()
+    with pytest.raises(ValidationError) as exc:
+        rubrics.level_add(criterion=criterion, actor=teacher, points=21, descriptor="超出")
+    assert "points" in exc.value.message_dict
+    with pytest.raises(ValidationError) as exc:
+        rubrics.level_add(criterion=criterion, actor=teacher, points=16, descriptor="重复")
+    assert "already gives 16" in str(exc.value)
+    with pytest.raises(ValidationError) as exc:
+        rubrics.criterion_update(criterion=criterion, actor=teacher, max_points=10)
+    assert "max_points" in exc.value.message_dict
+    assert Criterion.objects.get(pk=criterion.pk).max_points == 20
+
+
+def test_builder_htmx_round_trip(client, teacher, rubric, essay_question):
+    client.force_login(teacher)
+    page = client.get(reverse("grading:rubric", args=[rubric.pk])).content.decode()
+    assert 'id="rubric-total"' in page and ">100<" in page
+    response = change(client, rubric, "criterion.add", title="书写工整", max_points=5,
+                      scoring="range", description="")  # fmt: skip
+    body = response.content.decode()
+    assert response.status_code == 200 and body.startswith('\n<div id="rubric-builder"')
+    assert "书写工整" in body and ">105<" in body
+    new = rubric.criteria.get(title="书写工整")
+    response = change(client, rubric, "level.add", criterion=new.pk, points=9, title="",
+                      descriptor="太高")  # fmt: skip
+    assert response.status_code == 400 and "maximum of 5 points" in response.content.decode()
+    assert not new.levels.exists()
+    response = change(client, rubric, "criterion.up", criterion=new.pk)
+    assert rubric.criteria.order_by("order").values_list("title", flat=True)[4] == "书写工整"
+    response = change(client, rubric, "criterion.delete", criterion=new.pk)
+    assert not rubric.criteria.filter(title="书写工整").exists()
+    assert ">100<" in response.content.decode()
+
+
+def test_builder_redirects_to_the_new_version(client, teacher, rubric, essay_question, graded):
+    client.force_login(teacher)
+    criterion = rubric.criteria.first()
+    response = change(
+        client, rubric, "criterion.update", criterion=criterion.pk, title=criterion.title,
+        max_points=25, scoring="range", description="",
+    )  # fmt: skip
+    v2 = Rubric.objects.get(lineage=rubric.lineage, version=2)
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == reverse("grading:rubric", args=[v2.pk])
+    page = client.get(response["HX-Redirect"]).content.decode()
+    assert "made version 2" in page
+    assert "2 answers scored with an earlier version" in page
+    old_page = client.get(reverse("grading:rubric", args=[rubric.pk])).content.decode()
+    assert "This is an earlier version" in old_page and 'name="op"' not in old_page
+
+
+def test_library_copy_of_a_template_and_of_a_colleagues_rubric(
+    client, teacher, other_teacher, rubric, essay_question
+):
+    client.force_login(other_teacher)
+    page = client.get(reverse("grading:rubrics")).content.decode()
+    for title in (
+        "中文作文评分标准（五项）",
+        "通用分析型评分标准（四级）",
+        "Analytic rubric (4 levels)",
+    ):
+        assert title in page
+    assert rubric.title in page  # a colleague's rubric, used in a course next door
+    response = client.post(reverse("grading:rubric_copy", args=[rubric.pk]))
+    copy = Rubric.objects.get(owner=other_teacher)
+    assert response["Location"] == reverse("grading:rubric", args=[copy.pk])
+    assert copy.lineage != rubric.lineage and copy.max_points == rubric.max_points
+    # Reading is allowed, changing a colleague's rubric is not.
+    assert change(client, rubric, "rubric.update", title="x", language="en").status_code == 404
+
+
+def test_students_never_reach_rubrics(client, student, rubric, outsider):
+    for user in (student, outsider):
+        client.force_login(user)
+        assert client.get(reverse("grading:rubrics")).status_code == 403
+        assert client.get(reverse("grading:rubric", args=[rubric.pk])).status_code == 404
+        assert change(client, rubric, "criterion.add", title="x", max_points=1).status_code == 404
