@@ -20,6 +20,7 @@ from courses.models import (
 from grading.models import Criterion, Level, Rubric
 
 PASSWORD = "correct-horse-battery"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
 
 
 @pytest.fixture(autouse=True)
@@ -172,3 +173,22 @@ def submit(assignment, student, texts: dict, *, attempt: int = 1):
             choices=value if isinstance(value, list) else [],
         )
     return submission
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test
+    # makes between page actions are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield instance
+        instance.close()
