@@ -192,3 +192,15 @@ def browser(monkeypatch):
         )  # fmt: skip
         yield instance
         instance.close()
+
+
+@pytest.fixture
+def rubric_templates(db) -> list[Rubric]:
+    """The templates the migration installs. Tests that run against a live server flush the
+    database afterwards, migration data included, so tests that need them ask for them."""
+    from grading.rubric_templates import TEMPLATES, template_install
+
+    return [
+        template_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
+        for spec in TEMPLATES
+    ]

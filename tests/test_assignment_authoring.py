@@ -72,7 +72,7 @@ def post_question(client, assignment, kind, data):
     )
 
 
-def test_each_kind_of_question_through_the_form(client, draft, teacher):
+def test_each_kind_of_question_through_the_form(client, draft, teacher, rubric_templates):
     client.force_login(teacher)
     template = Rubric.objects.get(title="中文作文评分标准（五项）", is_template=True)
     post_question(

@@ -36,7 +36,9 @@ def roster_csv(path: Path) -> Path:
     return path
 
 
-def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(live_server, browser, tmp_path):
+def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
+    live_server, browser, tmp_path, rubric_templates
+):
     teacher = make_user("zhanglaoshi", name="张老师")
     # What a school administrator grants teachers once, in Django admin.
     teacher.user_permissions.add(Permission.objects.get(codename="add_course"))

@@ -114,7 +114,7 @@ def test_only_the_newest_version_is_editable(rubric, essay_question, teacher, gr
         rubrics.criterion_add(rubric=rubric, actor=teacher, title="x", max_points=1)
 
 
-def test_templates_are_not_edited_by_teachers(teacher):
+def test_templates_are_not_edited_by_teachers(teacher, rubric_templates):
     template = Rubric.objects.filter(is_template=True).first()
     with pytest.raises(ValidationError):
         rubrics.rubric_update(rubric=template, actor=teacher, title="mine now")
@@ -173,7 +173,7 @@ def test_builder_redirects_to_the_new_version(client, teacher, rubric, essay_que
 
 
 def test_library_copy_of_a_template_and_of_a_colleagues_rubric(
-    client, teacher, other_teacher, rubric, essay_question
+    client, teacher, other_teacher, rubric, essay_question, rubric_templates
 ):
     client.force_login(other_teacher)
     page = client.get(reverse("grading:rubrics")).content.decode()

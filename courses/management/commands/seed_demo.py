@@ -31,7 +31,7 @@ from grading.models import (
     Submission,
     SubmissionStatus,
 )
-from grading.rubric_templates import ESSAY_RUBRIC
+from grading.rubric_templates import ESSAY_RUBRIC, TEMPLATES, template_install
 from grading.services import answers_enqueue
 
 CLASS_SIZE = 30  # students besides `student`
@@ -86,7 +86,8 @@ def seed() -> dict[str, int]:
             _enroll(course, student, Role.STUDENT)
 
     # Templates are offered to every teacher; the teacher's own copies are used here.
-    _rubric(ESSAY_RUBRIC, owner=None, is_template=True)
+    for spec in TEMPLATES:  # installed by a migration; again here in case they were deleted
+        template_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
     _rubric(data.SCIENCE_RUBRIC, owner=None, is_template=True)
     essay_rubric = _rubric(ESSAY_RUBRIC, owner=teacher, is_template=False)
     science_rubric = _rubric(data.SCIENCE_RUBRIC, owner=teacher, is_template=False)
