@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -24,7 +24,7 @@ from grading.services import (
 )
 
 from . import permissions
-from .models import Assignment, User
+from .models import Assignment, Enrollment, Role, User
 
 
 @login_required
@@ -41,6 +41,11 @@ def home(request: HttpRequest) -> HttpResponse:
                 distinct=True,
             ),
             assignment_count=Count("assignments", distinct=True),
+            managing=Exists(
+                Enrollment.objects.active().filter(
+                    course=OuterRef("pk"), user=user, role=Role.TEACHER
+                )
+            ),
         )
         .order_by("code")
     )

@@ -388,3 +388,16 @@ def rubric_regrade_outdated(*, rubric: Rubric, assignment: Assignment, actor: Us
             assignment_id=assignment.pk,
         )  # fmt: skip
     return count
+
+
+def assignment_outdated_questions(assignment: Assignment) -> list[dict[str, Any]]:
+    """Questions of this assignment with answers scored against an older rubric version."""
+    rows = []
+    for question in assignment.questions.filter(rubric__isnull=False).select_related("rubric"):
+        answers = rubric_outdated_answers(question.rubric).filter(question=question)
+        count = answers.count()
+        if count:
+            waiting = answers.exclude(status=AnswerStatus.APPROVED).count()
+            rows.append({"question": question, "rubric": question.rubric, "count": count,
+                         "regradable": waiting})  # fmt: skip
+    return rows

@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect, push_url
 from courses import permissions
 from courses.models import SUBJECTIVE_KINDS, Assignment
 
-from . import health, services
+from . import health, rubrics, services
 from .models import (
     Answer,
     AnswerStatus,
@@ -75,7 +75,15 @@ def _progress_context(assignment: Assignment) -> dict[str, Any]:
 @require_GET
 def assignment_detail(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _teachable(request, pk)
-    return render(request, "grading/assignment_detail.html", _progress_context(assignment))
+    return render(
+        request,
+        "grading/assignment_detail.html",
+        {
+            **_progress_context(assignment),
+            "outdated": rubrics.assignment_outdated_questions(assignment),
+            "can_manage": permissions.can_manage(request.user, assignment.course),
+        },
+    )
 
 
 @login_required

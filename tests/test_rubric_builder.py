@@ -168,6 +168,10 @@ def test_builder_redirects_to_the_new_version(client, teacher, rubric, essay_que
     page = client.get(response["HX-Redirect"]).content.decode()
     assert "made version 2" in page
     assert "2 answers scored with an earlier version" in page
+    grading_page = client.get(reverse("grading:assignment", args=[essay_question.assignment_id]))
+    text = grading_page.content.decode()
+    assert "Question 1: 2 answers were scored with an earlier version of its rubric" in text
+    assert "Regrade 2 answers with this version" in text
     old_page = client.get(reverse("grading:rubric", args=[rubric.pk])).content.decode()
     assert "This is an earlier version" in old_page and 'name="op"' not in old_page
 
