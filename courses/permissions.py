@@ -119,16 +119,22 @@ def _latest_versions(rubrics: QuerySet[Rubric]) -> QuerySet[Rubric]:
 
 
 def editable_rubrics(user: User | None) -> QuerySet[Rubric]:
-    """A teacher edits their own rubrics and those used in courses they manage (co-teachers
-    share them). Templates belong to the school's administrators; teachers edit a copy."""
+    """A teacher edits their own rubrics, and a colleague's rubric only while every question
+    using it is in a course they manage (co-teachers share the course's rubric; nobody
+    reaches into a course they do not teach). Templates belong to the school's
+    administrators; teachers edit a copy."""
     from grading.models import Rubric
 
     if not is_teacher(user):
         return Rubric.objects.none()
-    used_here = Question.objects.filter(
-        rubric=OuterRef("pk"), assignment__course__in=managed_courses(user)
+    managed = managed_courses(user)
+    used_here = Question.objects.filter(rubric=OuterRef("pk"), assignment__course__in=managed)
+    used_elsewhere = Question.objects.filter(rubric=OuterRef("pk")).exclude(
+        assignment__course__in=managed
     )
-    return Rubric.objects.filter(is_template=False).filter(Q(owner=user) | Exists(used_here))
+    return Rubric.objects.filter(is_template=False).filter(
+        Q(owner=user) | (Exists(used_here) & ~Exists(used_elsewhere))
+    )
 
 
 def usable_rubrics(user: User | None) -> QuerySet[Rubric]:

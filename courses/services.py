@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -150,7 +151,14 @@ def enrollment_add(*, course: Course, identifier: str, role: str, actor: User) -
                 {"identifier": _("%(name)s is already in this course as %(role)s.")
                  % {"name": user.display_name, "role": current.get_role_display()}}
             )  # fmt: skip
-        enrollment = Enrollment.objects.create(course=course, user=user, role=role)
+        try:
+            with transaction.atomic():
+                enrollment = Enrollment.objects.create(course=course, user=user, role=role)
+        except IntegrityError as exc:  # the same person added twice at once (a double click)
+            raise ValidationError(
+                {"identifier": _("%(name)s is already in this course.")
+                 % {"name": user.display_name}}
+            ) from exc  # fmt: skip
         audit_record(
             actor=actor, action="enrollment.added", target=enrollment,
             after={"course": course.pk, "user": user.username, "role": role},
@@ -166,6 +174,9 @@ def enrollment_end(*, enrollment: Enrollment, actor: User) -> Enrollment:
         if enrollment.ended_at is not None:
             return enrollment
         if enrollment.role == Role.TEACHER:
+            # Lock the course: two teachers removing each other at once must not both see
+            # the other still there.
+            Course.objects.select_for_update().filter(pk=enrollment.course_id).first()
             teachers = Enrollment.objects.active().filter(
                 course_id=enrollment.course_id, role=Role.TEACHER
             )
@@ -216,6 +227,7 @@ class RosterRow:
     name: str
     email: str
     student_number: str
+    username_given: bool = True  # False: the student number stands in for the username
     status: str = RowStatus.NEW
     problems: list[str] = field(default_factory=list)
     user: User | None = None
@@ -283,25 +295,39 @@ def _read_rows(text: str) -> list[RosterRow]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header: list[str | None] | None = None
     rows: list[RosterRow] = []
-    for values in reader:
-        if not any(v.strip() for v in values):
-            continue
-        if header is None:
-            header = [_header_key(v) for v in values]
-            if "username" not in header and "student_number" not in header:
+    try:
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if header is None:
+                header = _read_header(values)
+                continue
+            cells = dict.fromkeys(ROSTER_HEADERS, "")
+            for key, value in zip(header, values, strict=False):
+                if key:
+                    cells[key] = value.strip()
+            rows.append(
+                RosterRow(line=reader.line_num, username_given=bool(cells["username"]), **cells)
+            )
+            if len(rows) > MAX_ROSTER_ROWS:
                 raise RosterError(
-                    _("The first row must name the columns; a “username” or “student number” "
-                      "column is required. Found: %(found)s") % {"found": ", ".join(values)}
-                )  # fmt: skip
-            continue
-        cells = dict.fromkeys(ROSTER_HEADERS, "")
-        for key, value in zip(header, values, strict=False):
-            if key:
-                cells[key] = value.strip()
-        rows.append(RosterRow(line=reader.line_num, **cells))
-        if len(rows) > MAX_ROSTER_ROWS:
-            raise RosterError(_("More than %(n)s rows. Split the file.") % {"n": MAX_ROSTER_ROWS})
+                    _("More than %(n)s rows. Split the file.") % {"n": MAX_ROSTER_ROWS}
+                )
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
+        raise RosterError(
+            _("Line %(n)s cannot be read as CSV (%(e)s).") % {"n": reader.line_num, "e": exc}
+        ) from exc
     return rows
+
+
+def _read_header(values: list[str]) -> list[str | None]:
+    header = [_header_key(v) for v in values]
+    if "username" not in header and "student_number" not in header:
+        raise RosterError(
+            _("The first row must name the columns; a “username” or “student number” "
+              "column is required. Found: %(found)s") % {"found": ", ".join(values)}
+        )  # fmt: skip
+    return header
 
 
 def roster_preview(*, course: Course, text: str) -> RosterPreview:
@@ -310,6 +336,7 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
     validate_username = UnicodeUsernameValidator()
     seen_usernames: dict[str, int] = {}
     seen_numbers: dict[str, int] = {}
+    seen_emails: dict[str, int] = {}
     for row in rows:
         row.username = row.username or row.student_number
         if not row.username:
@@ -320,7 +347,12 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
         except ValidationError:
             row.invalid(_("“%(u)s” is not a valid username (letters, digits and @/./+/-/_ only).")
                         % {"u": row.username})  # fmt: skip
-        if len(row.username) > 150 or len(row.name) > 150 or len(row.student_number) > 40:
+        if (
+            len(row.username) > 150
+            or len(row.name) > 150
+            or len(row.student_number) > 40
+            or len(row.email) > 254
+        ):
             row.invalid(_("A value is too long."))
         if row.email:
             try:
@@ -334,9 +366,16 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
                 _("Student number %(s)s is also on row %(n)s.")
                 % {"s": row.student_number, "n": seen_numbers[row.student_number]}
             )
+        elif row.email and row.email.lower() in seen_emails:
+            row.invalid(
+                _("E-mail %(e)s is also on row %(n)s.")
+                % {"e": row.email, "n": seen_emails[row.email.lower()]}
+            )
         seen_usernames.setdefault(row.username, row.line)
         if row.student_number:
             seen_numbers.setdefault(row.student_number, row.line)
+        if row.email:
+            seen_emails.setdefault(row.email.lower(), row.line)
 
     # Three queries for the whole file, whatever its length.
     candidates = [r for r in rows if r.status != RowStatus.INVALID]
@@ -345,15 +384,22 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
     by_number = {u.student_number: u for u in User.objects.filter(
         student_number__in=[r.student_number for r in candidates if r.student_number])}  # fmt: skip
     emails = [r.email.lower() for r in candidates if r.email]
-    by_email = {u.email.lower(): u for u in User.objects.filter(email__in=emails)} if emails else {}
+    by_email = (
+        {u.email.lower(): u for u in User.objects.annotate(e=Lower("email")).filter(e__in=emails)}
+        if emails
+        else {}
+    )
     roles = dict(
         Enrollment.objects.active()
-        .filter(course=course, user__in=[*by_username.values()])
+        .filter(course=course, user__in=[*by_username.values(), *by_number.values()])
         .values_list("user_id", "role")
     )
     for row in candidates:
         user = by_username.get(row.username)
         owner_of_number = by_number.get(row.student_number) if row.student_number else None
+        if user is None and not row.username_given and owner_of_number is not None:
+            # Only a student number was given: it names the account, whatever its username.
+            user = owner_of_number
         if owner_of_number is not None and owner_of_number != user:
             row.invalid(_("Student number %(s)s belongs to another account (%(u)s).")
                         % {"s": row.student_number, "u": owner_of_number.username})  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -122,6 +122,13 @@ def rubric_builder(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "grading/rubric_builder.html", _builder_context(request, rubric))
 
 
+def _id(request: HttpRequest, name: str) -> int:
+    value = request.POST.get(name, "")
+    if not value.isdigit():
+        raise Http404
+    return int(value)
+
+
 def _operations(
     request: HttpRequest, rubric: Rubric
 ) -> dict[str, tuple[type | None, Callable[[dict[str, Any]], rubrics.Edit], int | None]]:
@@ -129,12 +136,12 @@ def _operations(
     user = request.user
     criterion = level = None
     if request.POST.get("criterion"):
-        criterion = get_object_or_404(Criterion, rubric=rubric, pk=request.POST["criterion"])
+        criterion = get_object_or_404(Criterion, rubric=rubric, pk=_id(request, "criterion"))
     if request.POST.get("level"):
         level = get_object_or_404(
             Level.objects.select_related("criterion__rubric"),
             criterion__rubric=rubric,
-            pk=request.POST["level"],
+            pk=_id(request, "level"),
         )
     c_id = criterion.pk if criterion else None
     l_id = level.pk if level else None
@@ -208,7 +215,7 @@ def rubric_change(request: HttpRequest, pk: int) -> HttpResponse:
 def rubric_regrade(request: HttpRequest, pk: int) -> HttpResponse:
     rubric = get_object_or_404(permissions.readable_rubrics(request.user), pk=pk)
     assignment = get_object_or_404(
-        permissions.teachable_assignments(request.user), pk=request.POST.get("assignment")
+        permissions.teachable_assignments(request.user), pk=_id(request, "assignment")
     )
     count = rubrics.rubric_regrade_outdated(
         rubric=rubric, assignment=assignment, actor=request.user

@@ -50,11 +50,20 @@ class Edit:
 
 
 def rubric_is_used(rubric: Rubric) -> bool:
-    """Has this version scored anything? Those scores point at its criteria (PROTECT)."""
+    """Has this version scored anything, or begun to? Scores point at its criteria
+    (PROTECT); a grading run stores the version's snapshot before it asks the model and
+    marks its answers GRADING when queued, so an edit in place can never slip in between a
+    run's snapshot and its scores."""
     return (
         CriterionScore.objects.filter(criterion__rubric=rubric).exists()
         or FinalCriterionGrade.objects.filter(criterion__rubric=rubric).exists()
+        or Snapshot.objects.filter(data__lineage=str(rubric.lineage), data__id=rubric.pk).exists()
+        or Answer.objects.filter(question__rubric=rubric, status=AnswerStatus.GRADING).exists()
     )
+
+
+def _unchanged(obj: Any, fields: tuple[str, ...], values: dict[str, Any]) -> bool:
+    return all(getattr(obj, name) == values[name] for name in fields if name in values)
 
 
 def rubric_latest(rubric: Rubric) -> Rubric:
@@ -166,6 +175,8 @@ def _audit(actor: User, edit: Edit, action: str, **data: Any) -> None:
 
 
 def rubric_update(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
+    if _unchanged(rubric, RUBRIC_FIELDS, values):
+        return Edit(rubric)  # saving without changes must not make a version
     with transaction.atomic():
         edit, _mapping = _writable(rubric, actor)
         target = edit.rubric
@@ -204,6 +215,8 @@ def criterion_add(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
 
 
 def criterion_update(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
+    if _unchanged(criterion, CRITERION_FIELDS, values):
+        return Edit(criterion.rubric)
     with transaction.atomic():
         edit, mapping = _writable(criterion.rubric, actor)
         target = _in(edit, mapping, criterion)
@@ -296,6 +309,8 @@ def level_add(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
 
 
 def level_update(*, level: Level, actor: User, **values: Any) -> Edit:
+    if _unchanged(level, LEVEL_FIELDS, values):
+        return Edit(level.criterion.rubric)
     with transaction.atomic():
         edit, mapping = _writable(level.criterion.rubric, actor)
         target = _level_in(edit, mapping, level)

@@ -282,3 +282,36 @@ def test_import_page_reports_a_bad_file(client, course, teacher):
 def test_existing_users_are_not_forced_to_change_password(client, student):
     assert client.login(username="student", password=PASSWORD)
     assert client.get(reverse("home")).status_code == 200
+
+
+def test_e_mail_checks_ignore_case_and_catch_repeats_in_the_file(course, teacher):
+    make_user("alice", email="Alice@School.edu")
+    long_address = "a" * 250 + "@school.cn"
+    text = roster([
+        "alice2,Alice,alice@school.edu,",
+        "p1,甲,same@school.cn,",
+        "p2,乙,SAME@school.cn,",
+        f"p3,丙,{long_address},",
+    ])  # fmt: skip
+    rows = services.roster_preview(course=course, text=text).rows
+    assert [r.status for r in rows] == [RowStatus.INVALID, RowStatus.NEW, RowStatus.INVALID,
+                                        RowStatus.INVALID]  # fmt: skip
+    assert "already used by account alice" in rows[0].problems[0]
+    assert "also on row 3" in rows[2].problems[0]
+    assert "too long" in rows[3].problems[0]
+
+
+def test_a_student_number_alone_finds_the_existing_account(course, teacher):
+    wang = make_user("wangfang", student_number="20260101")
+    result = services.roster_import(course=course, text="学号,姓名\n20260101,王芳\n", actor=teacher)
+    assert result.created == [] and result.enrolled == [wang]
+
+
+def test_an_oversized_field_is_a_clear_error_not_a_crash(client, course, teacher):
+    client.force_login(teacher)
+    text = "username,name\nbig," + "长" * 200_000 + "\n"
+    response = client.post(
+        reverse("teach:roster_import", args=[course.pk]), {"csv_text": text, "action": "preview"}
+    )
+    assert response.status_code == 400
+    assert "cannot be read as CSV" in response.content.decode()

@@ -202,3 +202,56 @@ def test_students_never_reach_rubrics(client, student, rubric, outsider):
         assert client.get(reverse("grading:rubrics")).status_code == 403
         assert client.get(reverse("grading:rubric", args=[rubric.pk])).status_code == 404
         assert change(client, rubric, "criterion.add", title="x", max_points=1).status_code == 404
+
+
+def test_saving_without_changes_makes_no_version(rubric, essay_question, teacher, graded):
+    criterion = rubric.criteria.first()
+    edit = rubrics.criterion_update(
+        criterion=criterion, actor=teacher, title=criterion.title,
+        max_points=criterion.max_points, scoring=criterion.scoring,
+        description=criterion.description,
+    )  # fmt: skip
+    assert not edit.versioned
+    rubrics.rubric_update(rubric=rubric, actor=teacher, title=rubric.title, language="zh-hans")
+    assert Rubric.objects.filter(lineage=rubric.lineage).count() == 1
+
+
+def test_a_rubric_counts_as_used_once_grading_has_begun(rubric, essay_question, teacher):
+    from grading.models import Snapshot
+
+    Snapshot.store(rubric.snapshot())  # a run took its snapshot and is waiting for the model
+    edit = rubrics.criterion_update(criterion=rubric.criteria.first(), actor=teacher, title="新")
+    assert edit.versioned
+
+
+def test_a_colleagues_rubric_is_editable_only_inside_shared_courses(
+    client, teacher, other_teacher, rubric, essay_question, other_course
+):
+    from courses import permissions
+    from courses.models import Enrollment, Question, Role
+
+    rubric.owner = teacher
+    rubric.save()
+    Enrollment.objects.create(course=essay_question.assignment.course, user=other_teacher,
+                              role=Role.TEACHER)  # fmt: skip
+    assert permissions.editable_rubrics(other_teacher).filter(pk=rubric.pk).exists()
+    # Once the owner also uses it in a course the colleague does not teach, it is theirs alone.
+    solo = essay_question.assignment
+    solo.pk = None
+    solo.course = other_course
+    solo.save()
+    Enrollment.objects.filter(course=other_course, user=other_teacher).delete()
+    Question.objects.create(assignment=solo, kind="essay", prompt="?", rubric=rubric)
+    assert not permissions.editable_rubrics(other_teacher).filter(pk=rubric.pk).exists()
+    assert permissions.editable_rubrics(teacher).filter(pk=rubric.pk).exists()
+
+
+@pytest.mark.parametrize("data", [{"op": "criterion.delete", "criterion": "abc"},
+                                  {"op": "level.delete", "level": "1x"},
+                                  {"op": "rubric.update", "criterion": "-1"}])  # fmt: skip
+def test_malformed_ids_are_not_found(client, teacher, rubric, essay_question, data):
+    client.force_login(teacher)
+    response = client.post(reverse("grading:rubric_change", args=[rubric.pk]), data)
+    assert response.status_code == 404
+    response = client.post(reverse("grading:rubric_regrade", args=[rubric.pk]), {"assignment": "x"})
+    assert response.status_code == 404
