@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
@@ -268,7 +269,7 @@ class Question(models.Model):
 
     @property
     def max_points(self) -> int:
-        if self.is_subjective and self.rubric_id:
+        if self.is_subjective and self.rubric is not None:
             return self.rubric.max_points
         return self.points
 
@@ -279,7 +280,7 @@ class Question(models.Model):
     def clean(self) -> None:
         """An answer key must be able to score: the key parses, the regex compiles, the
         correct choices exist among the options. Checked for every writer (forms, admin, API)."""
-        errors: dict[str, str] = {}
+        errors: dict[str, Any] = {}
         if self.is_subjective:
             if self.rubric_id is None:
                 errors["rubric"] = _("Choose a rubric: subjective answers are scored against one.")
@@ -292,7 +293,7 @@ class Question(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def _clean_choice(self) -> dict[str, str]:
+    def _clean_choice(self) -> dict[str, Any]:
         options = self.options if isinstance(self.options, list) else []
         keys = [str(o.get("key", "")) for o in options if isinstance(o, dict)]
         if len(keys) < 2 or any(not o.get("text", "").strip() for o in options):
@@ -312,18 +313,18 @@ class Question(models.Model):
             return {"answer_key": _("A single-choice question has exactly one correct option.")}
         return {}
 
-    def _clean_numeric(self) -> dict[str, str]:
+    def _clean_numeric(self) -> dict[str, Any]:
         key = self.answer_key or {}
         try:
-            value = float(key.get("value"))
+            value = float(key["value"])
             tolerance = float(key.get("tolerance", 0))
-        except (TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             return {"answer_key": _("The correct value must be a number.")}
         if not math.isfinite(value) or not math.isfinite(tolerance) or tolerance < 0:
             return {"answer_key": _("Give a finite value and a tolerance of zero or more.")}
         return {}
 
-    def _clean_exact(self) -> dict[str, str]:
+    def _clean_exact(self) -> dict[str, Any]:
         key = self.answer_key or {}
         accepted = [a for a in key.get("accepted") or [] if str(a).strip()]
         if not accepted:

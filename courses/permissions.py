@@ -78,7 +78,7 @@ def teachable_assignments(user: User | None) -> QuerySet[Assignment]:
 
 def is_teacher(user: User | None) -> bool:
     """May create courses and keep rubrics: granted the permission, or teaching somewhere."""
-    if _is_anonymous(user):
+    if user is None or not user.is_authenticated:
         return False
     return user.has_perm("courses.add_course") or (
         Enrollment.objects.active().filter(user=user, role=Role.TEACHER).exists()

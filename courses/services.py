@@ -307,7 +307,14 @@ def _read_rows(text: str) -> list[RosterRow]:
                 if key:
                     cells[key] = value.strip()
             rows.append(
-                RosterRow(line=reader.line_num, username_given=bool(cells["username"]), **cells)
+                RosterRow(
+                    line=reader.line_num,
+                    username=cells["username"],
+                    name=cells["name"],
+                    email=cells["email"],
+                    student_number=cells["student_number"],
+                    username_given=bool(cells["username"]),
+                )
             )
             if len(rows) > MAX_ROSTER_ROWS:
                 raise RosterError(
@@ -544,7 +551,7 @@ def assignment_publish_problems(assignment: Assignment) -> list[str]:
                 _("Question %(n)s: %(e)s") % {"n": q.order, "e": " ".join(exc.messages)}
             )
             continue
-        if q.is_subjective and not q.rubric.criteria.exists():
+        if q.is_subjective and q.rubric is not None and not q.rubric.criteria.exists():
             problems.append(_("Question %(n)s: its rubric has no criteria.") % {"n": q.order})
     return problems
 

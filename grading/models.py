@@ -310,8 +310,8 @@ class Snapshot(models.Model):
 
     @classmethod
     def store(cls, data: Any) -> Snapshot:
-        snapshot = cls(hash=sha256_hex(data), data=data)
-        cls.objects.bulk_create([snapshot], ignore_conflicts=True)
+        snapshot = Snapshot(hash=sha256_hex(data), data=data)
+        Snapshot.objects.bulk_create([snapshot], ignore_conflicts=True)
         return snapshot
 
 
@@ -391,9 +391,10 @@ class Assessment(models.Model):
 
     def messages(self) -> list[dict[str, str]]:
         """The exact messages sent to the model."""
-        if not self.prompt_prefix_id:
+        prefix = self.prompt_prefix
+        if prefix is None:
             return []
-        return [*self.prompt_prefix.data, {"role": "user", "content": self.prompt}]
+        return [*prefix.data, {"role": "user", "content": self.prompt}]
 
 
 class CriterionScore(models.Model):

@@ -409,6 +409,8 @@ def assignment_outdated_questions(assignment: Assignment) -> list[dict[str, Any]
     """Questions of this assignment with answers scored against an older rubric version."""
     rows = []
     for question in assignment.questions.filter(rubric__isnull=False).select_related("rubric"):
+        if question.rubric is None:
+            continue
         answers = rubric_outdated_answers(question.rubric).filter(question=question)
         count = answers.count()
         if count:

@@ -382,6 +382,8 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
 
 
 def _prepare(question: Question) -> Prepared:
+    if question.rubric is None:  # refused by Question.clean; data from before that rule
+        raise ValueError(f"question {question.pk} has no rubric to grade against")
     context = GradingContext(
         language=question.assignment.language,
         question=question.prompt,
@@ -633,6 +635,9 @@ def _assessment_for(
 
 
 def _scores_for(assessment: Assessment, proposal: Proposal) -> list[CriterionScore]:
+    snapshot = assessment.rubric_snapshot
+    if snapshot is None:  # a scored assessment always names the rubric it was scored with
+        raise ValueError(f"assessment of answer {assessment.answer_id} has no rubric snapshot")
     return [
         CriterionScore(
             assessment=assessment,
@@ -642,7 +647,7 @@ def _scores_for(assessment: Assessment, proposal: Proposal) -> list[CriterionSco
             rationale=rationale,
         )
         for c, points, rationale in zip(
-            assessment.rubric_snapshot.data["criteria"],
+            snapshot.data["criteria"],
             proposal.scores,
             proposal.rationales,
             strict=True,
@@ -1085,7 +1090,7 @@ def grade_approve(
 
 def _snapshot_for(answer: Answer, proposal: Assessment | None) -> dict[str, Any]:
     """The rubric the grade is given against: the proposal's snapshot, else the current one."""
-    if proposal is not None and proposal.rubric_snapshot_id:
+    if proposal is not None and proposal.rubric_snapshot is not None:
         return proposal.rubric_snapshot.data
     rubric = answer.question.rubric
     if rubric is None:
@@ -1205,8 +1210,8 @@ def assignment_grade_table(assignment: Assignment) -> tuple[list[str], list[list
         for answer in s.answers.all():
             grade = answer.final_grade
             cells[(answer.question_id, None)] = grade.points
-            for c in grade.criteria.all():
-                cells[(answer.question_id, c.criterion_id)] = c.points
+            for row in grade.criteria.all():
+                cells[(answer.question_id, row.criterion_id)] = row.points
         totals = [cells[k] for k in columns if k[1] is None and k in cells]
         rows.append(
             [
