@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -25,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from grading.audit import audit_record
 
+from .hashers import InitialPasswordHasher
 from .models import (
     Assignment,
     AssignmentState,
@@ -451,7 +453,7 @@ def roster_import(*, course: Course, text: str, actor: User) -> RosterResult:
                         username=row.username, name=row.name, email=row.email,
                         student_number=row.student_number or None, must_change_password=True,
                     )  # fmt: skip
-                    user.set_password(password)
+                    user.password = make_password(password, hasher=InitialPasswordHasher())
                     user.save()
                     created.append((user, password))
                 elif row.status == RowStatus.EXISTING and row.user is not None:

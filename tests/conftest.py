@@ -36,7 +36,10 @@ def _english_outside_requests():
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2 costs ~0.3 s per user; tests create hundreds. Production keeps the default.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "courses.hashers.InitialPasswordHasher",  # what roster imports use
+    ]
 
 
 def make_user(username: str, **extra: object) -> User:

@@ -256,9 +256,12 @@ def test_import_pages_preview_then_import_then_print_passwords(client, course, t
     username, password = created[0][0].username, created[0][1]
     assert password in response.content.decode()
     assert len(students_in(course)) == 30
+    stored = User.objects.get(username=username).password
+    assert stored.startswith("pbkdf2_sha256_initial$") and password not in stored
     # The student logs in with the printed password and must choose their own first.
     client.logout()
     assert client.login(username=username, password=password)
+    assert not User.objects.get(username=username).password.startswith("pbkdf2_sha256_initial")
     response = client.get(reverse("home"))
     assert response.status_code == 302 and response["Location"] == reverse("password_change")
     response = client.post(
