@@ -595,8 +595,9 @@ def question_create(*, assignment: Assignment, kind: str, actor: User, **values:
 
 
 def question_update(*, question: Question, actor: User, **values: Any) -> Question:
-    """Edit a question. Existing answers stay; a changed key or rubric applies to the next
-    grading run (the assignment page offers to regrade)."""
+    """Edit a question. A changed answer key or point value rescores the objective answers
+    at once; a changed rubric applies to the next grading run (the grading page offers a
+    regrade)."""
     before = _question_state(question)
     _apply(question, QUESTION_FIELDS, values)
     _normalise_question(question)
@@ -609,6 +610,11 @@ def question_update(*, question: Question, actor: User, **values: Any) -> Questi
                 actor=actor, action="question.updated", target=question,
                 before=old, after=new, assignment_id=question.assignment_id,
             )  # fmt: skip
+            if {"answer_key", "points", "options"} & set(new):
+                # A corrected key applies to what students already handed in.
+                from grading.services import objective_answers_rescore
+
+                objective_answers_rescore(question=question)
     return question
 
 

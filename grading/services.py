@@ -154,6 +154,27 @@ def assignment_grade(
     return count
 
 
+def objective_answers_rescore(*, question: Question) -> int:
+    """Score a question's handed-in answers again with its current (corrected) answer key.
+
+    Objective scores are exact and final at once, so this runs now, in-process — no
+    model, microseconds an answer — through the same path as grading, audited per answer.
+    """
+    if question.is_subjective:
+        return 0
+    ids = list(
+        Answer.objects.filter(
+            question=question, submission__status=SubmissionStatus.SUBMITTED
+        ).values_list("pk", flat=True)
+    )
+    if ids:
+        Answer.objects.filter(pk__in=ids).update(
+            status=AnswerStatus.GRADING, grading_started_at=timezone.now()
+        )
+        answers_grade(answer_ids=ids, force=True)
+    return len(ids)
+
+
 def answers_requeue_stuck(*, older_than: timedelta | None = None) -> int:
     """Re-enqueue answers left GRADING past the task timeout (a worker died, a broker lost it).
 

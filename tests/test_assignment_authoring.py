@@ -270,3 +270,39 @@ def test_teaching_assistant_previews_but_does_not_manage(client, assignment, ess
     assert client.get(reverse("teach:assignment_preview", args=[assignment.pk])).status_code == 200
     assert client.get(reverse("teach:assignment", args=[assignment.pk])).status_code == 404
     assert client.get(reverse("teach:course", args=[assignment.course_id])).status_code == 404
+
+
+def test_correcting_an_answer_key_rescores_handed_in_answers(
+    client, assignment, teacher, student, other_student
+):
+    from grading import services as grading
+    from grading.models import Answer, AuditEvent, GradeSource
+
+    question = services.question_create(
+        assignment=assignment, kind="single_choice", actor=teacher, prompt="《背影》的作者？",
+        options=[{"key": "A", "text": "朱自清"}, {"key": "B", "text": "鲁迅"}],
+        answer_key={"correct": ["B"]}, points=2,
+    )  # fmt: skip
+    submit(assignment, student, {question: ["A"]})
+    submit(assignment, other_student, {question: ["B"]})
+    ids = list(Answer.objects.values_list("pk", flat=True))
+    Answer.objects.filter(pk__in=ids).update(status="grading")
+    grading.answers_grade(answer_ids=ids)
+
+    def points() -> dict[str, int]:
+        return dict(Answer.objects.values_list("submission__student__username",
+                                               "final_grade__points"))  # fmt: skip
+
+    assert points() == {"student": 0, "other_student": 2}
+    client.force_login(teacher)
+    response = client.post(
+        reverse("teach:question_edit", args=[question.pk]),
+        {"kind": "single_choice", "prompt": "《背影》的作者？", "points": 2,
+         "options": "朱自清\n鲁迅", "correct": "A"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert points() == {"student": 2, "other_student": 0}
+    assert set(Answer.objects.values_list("final_grade__source", flat=True)) == {
+        GradeSource.OBJECTIVE
+    }
+    assert AuditEvent.objects.filter(action="question.updated").count() == 1
