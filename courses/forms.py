@@ -22,6 +22,7 @@ from .models import (
     QuestionKind,
     Role,
 )
+from .services import ASSIGNMENT_FIELDS, COURSE_FIELDS
 
 
 def add_errors(
@@ -40,7 +41,7 @@ def add_errors(
 class CourseForm(forms.ModelForm):
     class Meta:
         model = Course
-        fields = ["title", "code", "term", "language"]
+        fields = list(COURSE_FIELDS)
         help_texts = {"code": _("Unique in the school, e.g. CHN-8A.")}
 
 
@@ -68,17 +69,7 @@ class RosterUploadForm(forms.Form):
 class AssignmentForm(forms.ModelForm):
     class Meta:
         model = Assignment
-        fields = [
-            "title",
-            "instructions",
-            "language",
-            "due_at",
-            "late_policy",
-            "attempts_allowed",
-            "grading_mode",
-            "release_policy",
-            "anonymous_grading",
-        ]
+        fields = list(ASSIGNMENT_FIELDS)
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 4}),
             "due_at": forms.DateTimeInput(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from django.utils.translation import gettext as _
 
 from grading.audit import audit_record
 
+from .editing import apply_values, changes, field_state, move, renumber
 from .hashers import InitialPasswordHasher
 from .models import (
     Assignment,
@@ -60,48 +60,29 @@ QUESTION_FIELDS = (
 )
 
 
-def _state(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
-    state = {}
-    for name in fields:
-        value = getattr(obj, name)
-        state[name] = value.pk if hasattr(value, "pk") else value
-    return state
-
-
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:
-    changed = [k for k in after if before.get(k) != after[k]]
-    return {k: before.get(k) for k in changed}, {k: after[k] for k in changed}
-
-
-def _apply(obj: Any, fields: Iterable[str], values: dict[str, Any]) -> None:
-    for name in fields:
-        if name in values:
-            setattr(obj, name, values[name])
-
-
 # --- Courses ------------------------------------------------------------------------
 
 
 def course_create(*, actor: User, **values: Any) -> Course:
     """Create a course; its creator is its first teacher."""
     course = Course()
-    _apply(course, COURSE_FIELDS, values)
+    apply_values(course, COURSE_FIELDS, values)
     course.full_clean()
     with transaction.atomic():
         course.save()
         Enrollment.objects.create(course=course, user=actor, role=Role.TEACHER)
         audit_record(
             actor=actor, action="course.created", target=course,
-            after=_state(course, COURSE_FIELDS),
+            after=field_state(course, COURSE_FIELDS),
         )  # fmt: skip
     return course
 
 
 def course_update(*, course: Course, actor: User, **values: Any) -> Course:
-    before = _state(course, COURSE_FIELDS)
-    _apply(course, COURSE_FIELDS, values)
+    before = field_state(course, COURSE_FIELDS)
+    apply_values(course, COURSE_FIELDS, values)
     course.full_clean()
-    old, new = _changes(before, _state(course, COURSE_FIELDS))
+    old, new = changes(before, field_state(course, COURSE_FIELDS))
     if new:
         with transaction.atomic():
             course.save()
@@ -488,22 +469,22 @@ def roster_import(*, course: Course, text: str, actor: User) -> RosterResult:
 
 def assignment_create(*, course: Course, actor: User, **values: Any) -> Assignment:
     assignment = Assignment(course=course)
-    _apply(assignment, ASSIGNMENT_FIELDS, values)
+    apply_values(assignment, ASSIGNMENT_FIELDS, values)
     assignment.full_clean()
     with transaction.atomic():
         assignment.save()
         audit_record(
             actor=actor, action="assignment.created", target=assignment,
-            after=_state(assignment, ASSIGNMENT_FIELDS), assignment_id=assignment.pk,
+            after=field_state(assignment, ASSIGNMENT_FIELDS), assignment_id=assignment.pk,
         )  # fmt: skip
     return assignment
 
 
 def assignment_update(*, assignment: Assignment, actor: User, **values: Any) -> Assignment:
-    before = _state(assignment, ASSIGNMENT_FIELDS)
-    _apply(assignment, ASSIGNMENT_FIELDS, values)
+    before = field_state(assignment, ASSIGNMENT_FIELDS)
+    apply_values(assignment, ASSIGNMENT_FIELDS, values)
     assignment.full_clean()
-    old, new = _changes(before, _state(assignment, ASSIGNMENT_FIELDS))
+    old, new = changes(before, field_state(assignment, ASSIGNMENT_FIELDS))
     if new:
         with transaction.atomic():
             assignment.save()
@@ -562,7 +543,7 @@ def assignment_publish_problems(assignment: Assignment) -> list[str]:
 
 
 def _question_state(question: Question) -> dict[str, Any]:
-    return {"kind": question.kind, **_state(question, QUESTION_FIELDS)}
+    return {"kind": question.kind, **field_state(question, QUESTION_FIELDS)}
 
 
 def _normalise_question(question: Question) -> None:
@@ -583,7 +564,7 @@ def question_create(*, assignment: Assignment, kind: str, actor: User, **values:
         Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
         last = assignment.questions.aggregate(m=Max("order"))["m"] or 0
         question = Question(assignment=assignment, kind=kind, order=last + 1)
-        _apply(question, QUESTION_FIELDS, values)
+        apply_values(question, QUESTION_FIELDS, values)
         _normalise_question(question)
         question.full_clean()
         question.save()
@@ -599,10 +580,10 @@ def question_update(*, question: Question, actor: User, **values: Any) -> Questi
     at once; a changed rubric applies to the next grading run (the grading page offers a
     regrade)."""
     before = _question_state(question)
-    _apply(question, QUESTION_FIELDS, values)
+    apply_values(question, QUESTION_FIELDS, values)
     _normalise_question(question)
     question.full_clean()
-    old, new = _changes(before, _question_state(question))
+    old, new = changes(before, _question_state(question))
     if new:
         with transaction.atomic():
             question.save()
@@ -631,32 +612,18 @@ def question_delete(*, question: Question, actor: User) -> None:
         )  # fmt: skip
         assignment_id = question.assignment_id
         question.delete()
-        _renumber(Question.objects.filter(assignment_id=assignment_id))
-
-
-def _renumber(questions: Any) -> list[Question]:
-    ordered = list(questions.order_by("order", "pk"))
-    for position, q in enumerate(ordered, start=1):
-        q.order = position
-    Question.objects.bulk_update(ordered, ["order"])
-    return ordered
+        renumber(Question.objects.filter(assignment_id=assignment_id))
 
 
 def question_move(*, question: Question, offset: int, actor: User) -> None:
     """Move a question up (-1) or down (+1) among its siblings."""
     with transaction.atomic():
         Assignment.objects.select_for_update().filter(pk=question.assignment_id).first()
-        ordered = _renumber(Question.objects.filter(assignment_id=question.assignment_id))
-        index = next(i for i, q in enumerate(ordered) if q.pk == question.pk)
-        target = index + offset
-        if not 0 <= target < len(ordered):
-            return
-        ordered[index], ordered[target] = ordered[target], ordered[index]
-        for position, q in enumerate(ordered, start=1):
-            q.order = position
-        Question.objects.bulk_update(ordered, ["order"])
-        audit_record(
-            actor=actor, action="question.moved", target=question,
-            before={"order": index + 1}, after={"order": target + 1},
-            assignment_id=question.assignment_id,
-        )  # fmt: skip
+        moved = move(Question.objects.filter(assignment_id=question.assignment_id),
+                     question.pk, offset)  # fmt: skip
+        if moved is not None:
+            audit_record(
+                actor=actor, action="question.moved", target=question,
+                before={"order": moved[0]}, after={"order": moved[1]},
+                assignment_id=question.assignment_id,
+            )  # fmt: skip

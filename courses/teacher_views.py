@@ -3,6 +3,7 @@ service, render. Other people's courses are 404s — an outsider learns nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -56,8 +57,20 @@ def _question(request: HttpRequest, pk: int) -> Question:
     )
 
 
-def _form_values(form: Any) -> dict[str, Any]:
-    return {name: form.cleaned_data[name] for name in form.fields}
+def _submit(request: HttpRequest, form: Any, save: Callable[[dict[str, Any]], Any]) -> Any:
+    """On a valid POST, hand the form's values to a service; its ValidationError lands on the
+    form's fields. Returns what the service returned, or None when there is a form to show."""
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        return save({name: form.cleaned_data[name] for name in form.fields})
+    except ValidationError as exc:
+        add_errors(form, exc)
+        return None
+
+
+def _form_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    return render(request, template, context, status=400 if context["form"].errors else 200)
 
 
 # --- Courses ------------------------------------------------------------------------
@@ -89,39 +102,24 @@ def course_create(request: HttpRequest) -> HttpResponse:
     if not permissions.is_teacher(request.user):
         raise PermissionDenied
     form = CourseForm(request.POST or None, initial={"language": request.LANGUAGE_CODE})
-    if request.method == "POST" and form.is_valid():
-        try:
-            course = services.course_create(actor=request.user, **_form_values(form))
-        except ValidationError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, _("Course created. Add students next."))
-            return redirect("teach:course", pk=course.pk)
-    return render(
-        request, "teach/course_form.html", {"form": form}, status=400 if form.errors else 200
-    )
+    course = _submit(request, form, lambda v: services.course_create(actor=request.user, **v))
+    if course is not None:
+        messages.success(request, _("Course created. Add students next."))
+        return redirect("teach:course", pk=course.pk)
+    return _form_page(request, "teach/course_form.html", {"form": form})
 
 
 @login_required
 def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
     course = _course(request, pk)
     form = CourseForm(request.POST or None, instance=course)
-    if request.method == "POST" and form.is_valid():
-        try:
-            # The form wrote its values onto `course`; the service compares against the row.
-            stored = Course.objects.get(pk=course.pk)
-            services.course_update(course=stored, actor=request.user, **_form_values(form))
-        except ValidationError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, _("Saved."))
-            return redirect("teach:course", pk=course.pk)
-    return render(
-        request,
-        "teach/course_form.html",
-        {"form": form, "course": course},
-        status=400 if form.errors else 200,
-    )
+    # The form writes its values onto `course`; the service compares against the stored row.
+    saved = _submit(request, form, lambda v: services.course_update(
+        course=Course.objects.get(pk=course.pk), actor=request.user, **v))  # fmt: skip
+    if saved is not None:
+        messages.success(request, _("Saved."))
+        return redirect("teach:course", pk=course.pk)
+    return _form_page(request, "teach/course_form.html", {"form": form, "course": course})
 
 
 @login_required
@@ -263,46 +261,28 @@ def roster_import(request: HttpRequest, pk: int) -> HttpResponse:
 def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
     course = _course(request, pk)
     form = AssignmentForm(request.POST or None, initial={"language": course.language})
-    if request.method == "POST" and form.is_valid():
-        try:
-            assignment = services.assignment_create(
-                course=course, actor=request.user, **_form_values(form)
-            )
-        except ValidationError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, _("Assignment created as a draft. Add questions next."))
-            return redirect("teach:assignment", pk=assignment.pk)
-    return render(
-        request,
-        "teach/assignment_form.html",
-        {"form": form, "course": course},
-        status=400 if form.errors else 200,
-    )
+    assignment = _submit(request, form, lambda v: services.assignment_create(
+        course=course, actor=request.user, **v))  # fmt: skip
+    if assignment is not None:
+        messages.success(request, _("Assignment created as a draft. Add questions next."))
+        return redirect("teach:assignment", pk=assignment.pk)
+    return _form_page(request, "teach/assignment_form.html", {"form": form, "course": course})
 
 
 @login_required
 def assignment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     form = AssignmentForm(request.POST or None, instance=assignment)
-    if request.method == "POST" and form.is_valid():
-        try:
-            # The form wrote its values onto `assignment`; the service compares against the row.
-            services.assignment_update(
-                assignment=Assignment.objects.get(pk=assignment.pk),
-                actor=request.user,
-                **_form_values(form),
-            )
-        except ValidationError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(request, _("Saved."))
-            return redirect("teach:assignment", pk=assignment.pk)
-    return render(
+    # The form writes its values onto `assignment`; the service compares against the row.
+    saved = _submit(request, form, lambda v: services.assignment_update(
+        assignment=Assignment.objects.get(pk=assignment.pk), actor=request.user, **v))  # fmt: skip
+    if saved is not None:
+        messages.success(request, _("Saved."))
+        return redirect("teach:assignment", pk=assignment.pk)
+    return _form_page(
         request,
         "teach/assignment_form.html",
         {"form": form, "course": assignment.course, "assignment": assignment},
-        status=400 if form.errors else 200,
     )
 
 

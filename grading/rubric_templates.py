@@ -182,13 +182,19 @@ TEMPLATES: list[dict[str, Any]] = [
 ]
 
 
-def template_install(
-    spec: dict[str, Any], *, rubric_model: Any, criterion_model: Any, level_model: Any
+def rubric_install(
+    spec: dict[str, Any],
+    *,
+    rubric_model: Any,
+    criterion_model: Any,
+    level_model: Any,
+    owner: Any = None,
+    is_template: bool = True,
 ) -> Any:
-    """Create the template unless one of that title exists. Takes the models as arguments
-    so that a migration can pass its historical ones."""
+    """Create the rubric a spec describes, unless one of that title, owner and kind exists.
+    Takes the models as arguments so that a migration can pass its historical ones."""
     existing = rubric_model.objects.filter(
-        title=spec["title"], is_template=True, owner=None
+        title=spec["title"], is_template=is_template, owner=owner
     ).first()
     if existing:
         return existing
@@ -196,7 +202,8 @@ def template_install(
         title=spec["title"],
         description=spec["description"],
         language=spec["language"],
-        is_template=True,
+        owner=owner,
+        is_template=is_template,
     )
     for order, c in enumerate(spec["criteria"], start=1):
         criterion = criterion_model.objects.create(

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils.translation import gettext as _
 
+from courses.editing import apply_values, changes, field_state, move, renumber, unchanged
 from courses.models import Assignment, Question, User
 
 from .audit import audit_record
@@ -62,10 +63,6 @@ def rubric_is_used(rubric: Rubric) -> bool:
     )
 
 
-def _unchanged(obj: Any, fields: tuple[str, ...], values: dict[str, Any]) -> bool:
-    return all(getattr(obj, name) == values[name] for name in fields if name in values)
-
-
 def rubric_latest(rubric: Rubric) -> Rubric:
     return Rubric.objects.filter(lineage=rubric.lineage).order_by("-version").first() or rubric
 
@@ -90,9 +87,7 @@ def _copy_into(source: Rubric, target: Rubric) -> dict[int, Criterion]:
 
 def rubric_create(*, owner: User, actor: User, **values: Any) -> Rubric:
     rubric = Rubric(owner=owner)
-    for name in RUBRIC_FIELDS:
-        if name in values:
-            setattr(rubric, name, values[name])
+    apply_values(rubric, RUBRIC_FIELDS, values)
     rubric.full_clean()
     with transaction.atomic():
         rubric.save()
@@ -175,21 +170,17 @@ def _audit(actor: User, edit: Edit, action: str, **data: Any) -> None:
 
 
 def rubric_update(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
-    if _unchanged(rubric, RUBRIC_FIELDS, values):
+    if unchanged(rubric, RUBRIC_FIELDS, values):
         return Edit(rubric)  # saving without changes must not make a version
     with transaction.atomic():
         edit, _mapping = _writable(rubric, actor)
         target = edit.rubric
-        before = {name: getattr(target, name) for name in RUBRIC_FIELDS}
-        for name in RUBRIC_FIELDS:
-            if name in values:
-                setattr(target, name, values[name])
+        before = field_state(target, RUBRIC_FIELDS)
+        apply_values(target, RUBRIC_FIELDS, values)
         target.full_clean()
         target.save()
-        after = {name: getattr(target, name) for name in RUBRIC_FIELDS}
-        changed = [k for k in after if before[k] != after[k]]
-        _audit(actor, edit, "rubric.updated", before={k: before[k] for k in changed},
-               after={k: after[k] for k in changed})  # fmt: skip
+        old, new = changes(before, field_state(target, RUBRIC_FIELDS))
+        _audit(actor, edit, "rubric.updated", before=old, after=new)
     return edit
 
 
@@ -198,9 +189,7 @@ def criterion_add(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
         edit, _mapping = _writable(rubric, actor)
         last = edit.rubric.criteria.aggregate(m=Max("order"))["m"] or 0
         criterion = Criterion(rubric=edit.rubric, order=last + 1)
-        for name in CRITERION_FIELDS:
-            if name in values:
-                setattr(criterion, name, values[name])
+        apply_values(criterion, CRITERION_FIELDS, values)
         criterion.full_clean()
         if criterion.scoring == CriterionScoring.LEVELS:
             raise ValidationError(
@@ -215,23 +204,19 @@ def criterion_add(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
 
 
 def criterion_update(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
-    if _unchanged(criterion, CRITERION_FIELDS, values):
+    if unchanged(criterion, CRITERION_FIELDS, values):
         return Edit(criterion.rubric)
     with transaction.atomic():
         edit, mapping = _writable(criterion.rubric, actor)
         target = _in(edit, mapping, criterion)
-        before = {name: getattr(target, name) for name in CRITERION_FIELDS}
-        for name in CRITERION_FIELDS:
-            if name in values:
-                setattr(target, name, values[name])
+        before = field_state(target, CRITERION_FIELDS)
+        apply_values(target, CRITERION_FIELDS, values)
         target.full_clean()
         target.save()
         _check_levels(target)
-        after = {name: getattr(target, name) for name in CRITERION_FIELDS}
-        changed = [k for k in after if before[k] != after[k]]
+        old, new = changes(before, field_state(target, CRITERION_FIELDS))
         _audit(actor, edit, "rubric.criterion_updated",
-               before={"criterion": before["title"], **{k: before[k] for k in changed}},
-               after={k: after[k] for k in changed})  # fmt: skip
+               before={"criterion": before["title"], **old}, after=new)  # fmt: skip
     return edit
 
 
@@ -244,32 +229,19 @@ def criterion_delete(*, criterion: Criterion, actor: User) -> Edit:
         _audit(actor, edit, "rubric.criterion_deleted",
                before={"criterion": target.title, "max_points": target.max_points})  # fmt: skip
         target.delete()
-        _renumber(edit.rubric)
+        renumber(edit.rubric.criteria.all())
     return edit
-
-
-def _renumber(rubric: Rubric) -> list[Criterion]:
-    ordered = list(rubric.criteria.order_by("order", "pk"))
-    for position, c in enumerate(ordered, start=1):
-        c.order = position
-    Criterion.objects.bulk_update(ordered, ["order"])
-    return ordered
 
 
 def criterion_move(*, criterion: Criterion, offset: int, actor: User) -> Edit:
     with transaction.atomic():
         edit, mapping = _writable(criterion.rubric, actor)
         target = _in(edit, mapping, criterion)
-        ordered = _renumber(edit.rubric)
-        index = next(i for i, c in enumerate(ordered) if c.pk == target.pk)
-        other = index + offset
-        if 0 <= other < len(ordered):
-            ordered[index], ordered[other] = ordered[other], ordered[index]
-            for position, c in enumerate(ordered, start=1):
-                c.order = position
-            Criterion.objects.bulk_update(ordered, ["order"])
+        moved = move(edit.rubric.criteria.all(), target.pk, offset)
+        if moved is not None:
             _audit(actor, edit, "rubric.criterion_moved",
-                   after={"criterion": target.title, "order": other + 1})  # fmt: skip
+                   before={"order": moved[0]},
+                   after={"criterion": target.title, "order": moved[1]})  # fmt: skip
     return edit
 
 
@@ -297,9 +269,7 @@ def level_add(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
         target = _in(edit, mapping, criterion)
         last = target.levels.aggregate(m=Max("order"))["m"] or 0
         level = Level(criterion=target, order=last + 1)
-        for name in LEVEL_FIELDS:
-            if name in values:
-                setattr(level, name, values[name])
+        apply_values(level, LEVEL_FIELDS, values)
         _validate_level(level)
         level.save()
         _audit(actor, edit, "rubric.level_added",
@@ -309,20 +279,18 @@ def level_add(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
 
 
 def level_update(*, level: Level, actor: User, **values: Any) -> Edit:
-    if _unchanged(level, LEVEL_FIELDS, values):
+    if unchanged(level, LEVEL_FIELDS, values):
         return Edit(level.criterion.rubric)
     with transaction.atomic():
         edit, mapping = _writable(level.criterion.rubric, actor)
         target = _level_in(edit, mapping, level)
-        before = {name: getattr(target, name) for name in LEVEL_FIELDS}
-        for name in LEVEL_FIELDS:
-            if name in values:
-                setattr(target, name, values[name])
+        before = field_state(target, LEVEL_FIELDS)
+        apply_values(target, LEVEL_FIELDS, values)
         _validate_level(target)
         target.save()
-        after = {name: getattr(target, name) for name in LEVEL_FIELDS}
+        old, new = changes(before, field_state(target, LEVEL_FIELDS))
         _audit(actor, edit, "rubric.level_updated",
-               before={"criterion": target.criterion.title, **before}, after=after)  # fmt: skip
+               before={"criterion": target.criterion.title, **old}, after=new)  # fmt: skip
     return edit
 
 

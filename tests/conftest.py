@@ -201,9 +201,9 @@ def browser(monkeypatch):
 def rubric_templates(db) -> list[Rubric]:
     """The templates the migration installs. Tests that run against a live server flush the
     database afterwards, migration data included, so tests that need them ask for them."""
-    from grading.rubric_templates import TEMPLATES, template_install
+    from grading.rubric_templates import TEMPLATES, rubric_install
 
     return [
-        template_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
+        rubric_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
         for spec in TEMPLATES
     ]

@@ -4,10 +4,10 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from grading.rubric_templates import TEMPLATES, template_install
+    from grading.rubric_templates import TEMPLATES, rubric_install
 
     for spec in TEMPLATES:
-        template_install(
+        rubric_install(
             spec,
             rubric_model=apps.get_model("grading", "Rubric"),
             criterion_model=apps.get_model("grading", "Criterion"),

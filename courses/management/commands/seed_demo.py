@@ -31,7 +31,7 @@ from grading.models import (
     Submission,
     SubmissionStatus,
 )
-from grading.rubric_templates import ESSAY_RUBRIC, TEMPLATES, template_install
+from grading.rubric_templates import ESSAY_RUBRIC, TEMPLATES, rubric_install
 from grading.services import answers_enqueue
 
 CLASS_SIZE = 30  # students besides `student`
@@ -87,7 +87,7 @@ def seed() -> dict[str, int]:
 
     # Templates are offered to every teacher; the teacher's own copies are used here.
     for spec in TEMPLATES:  # installed by a migration; again here in case they were deleted
-        template_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
+        _rubric(spec, owner=None, is_template=True)
     _rubric(data.SCIENCE_RUBRIC, owner=None, is_template=True)
     essay_rubric = _rubric(ESSAY_RUBRIC, owner=teacher, is_template=False)
     science_rubric = _rubric(data.SCIENCE_RUBRIC, owner=teacher, is_template=False)
@@ -200,31 +200,10 @@ def _enroll(course: Course, user: User, role: str) -> None:
 
 
 def _rubric(spec: dict[str, Any], *, owner: User | None, is_template: bool) -> Rubric:
-    existing = Rubric.objects.filter(
-        title=spec["title"], owner=owner, is_template=is_template
-    ).first()
-    if existing:
-        return existing
-    rubric = Rubric.objects.create(
-        title=spec["title"],
-        description=spec["description"],
-        language=spec["language"],
-        owner=owner,
-        is_template=is_template,
-    )
-    for order, c in enumerate(spec["criteria"], start=1):
-        criterion = Criterion.objects.create(
-            rubric=rubric,
-            order=order,
-            title=c["title"],
-            description=c["description"],
-            max_points=c["max_points"],
-        )
-        Level.objects.bulk_create(
-            Level(criterion=criterion, order=i, points=points, title=title, descriptor=text)
-            for i, (points, title, text) in enumerate(c["levels"], start=1)
-        )
-    return rubric
+    return rubric_install(
+        spec, owner=owner, is_template=is_template,
+        rubric_model=Rubric, criterion_model=Criterion, level_model=Level,
+    )  # fmt: skip
 
 
 def _assignment(
