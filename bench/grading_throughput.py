@@ -208,8 +208,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env=os.environ, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=os.environ,
+        check=True,
+    )
 
     from tests.fake_llm import FakeLLM
 
@@ -226,23 +228,35 @@ def main() -> None:
     client_concurrency = args.client_concurrency or 2 * args.c
     print(f"pipeline: {args.workers} workers, LLM_MAX_CONCURRENCY={client_concurrency}")
     seconds, cpu = run_pipeline(
-        env=env, n=args.n, tag="full", workers=args.workers, concurrency=client_concurrency,
+        env=env,
+        n=args.n,
+        tag="full",
+        workers=args.workers,
+        concurrency=client_concurrency,
         log=tmp / "qcluster-full.log",
-    )  # fmt: skip
+    )
     achieved = args.n / seconds
     ideal = args.n / (math.ceil(args.n / args.c) * args.l)
-    print(f"pipeline: {seconds:.2f}s, {achieved:.1f} answers/s; server max in flight "
-          f"{fake.max_in_flight}")  # fmt: skip
+    print(
+        f"pipeline: {seconds:.2f}s, {achieved:.1f} answers/s; server max in flight "
+        f"{fake.max_in_flight}"
+    )
     print(f"ideal:    {ideal:.1f} answers/s  ratio {achieved / ideal:.3f}")
     fake.max_in_flight = 0
 
     naive_seconds, _ = run_pipeline(
-        env=env, n=args.naive_n, tag="naive", workers=1, concurrency=1,
+        env=env,
+        n=args.naive_n,
+        tag="naive",
+        workers=1,
+        concurrency=1,
         log=tmp / "qcluster-naive.log",
-    )  # fmt: skip
+    )
     naive = args.naive_n / naive_seconds
-    print(f"naive:    {naive:.2f} answers/s (one request at a time, N={args.naive_n}); "
-          f"speed-up {achieved / naive:.1f}x")  # fmt: skip
+    print(
+        f"naive:    {naive:.2f} answers/s (one request at a time, N={args.naive_n}); "
+        f"speed-up {achieved / naive:.1f}x"
+    )
     cpu_ms = cpu / args.n * 1000
     print(f"cpu:      {cpu:.2f}s in the cluster, {cpu_ms:.2f} ms per answer")
     fake.stop()

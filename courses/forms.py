@@ -102,30 +102,40 @@ class QuestionForm(forms.Form):
     points = forms.IntegerField(label=_("Points"), min_value=1, max_value=1000, initial=1)
     rubric = forms.ChoiceField(label=_("Rubric"), required=False)
     reference_answer = forms.CharField(
-        label=_("Reference answer"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        label=_("Reference answer"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
         help_text=_("Seen by graders and the AI only, never by students."),
-    )  # fmt: skip
+    )
     grader_guidelines = forms.CharField(
-        label=_("Grader guidelines"), required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        label=_("Grader guidelines"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Seen by graders and the AI only, never by students."),
-    )  # fmt: skip
+    )
     options = forms.CharField(
-        label=_("Options"), widget=forms.Textarea(attrs={"rows": 5}),
+        label=_("Options"),
+        widget=forms.Textarea(attrs={"rows": 5}),
         help_text=_("One option per line. They are lettered A, B, C… in this order."),
-    )  # fmt: skip
+    )
     correct = forms.CharField(
-        label=_("Correct option(s)"), max_length=60,
+        label=_("Correct option(s)"),
+        max_length=60,
         help_text=_("The letter of the correct option; for multiple choice, e.g. “A, C”."),
-    )  # fmt: skip
+    )
     value = forms.CharField(label=_("Correct value"), max_length=40)
     tolerance = forms.CharField(
-        label=_("Tolerance (±)"), max_length=40, required=False, initial="0",
+        label=_("Tolerance (±)"),
+        max_length=40,
+        required=False,
+        initial="0",
         help_text=_("Answers within this distance of the value are correct."),
-    )  # fmt: skip
+    )
     accepted = forms.CharField(
-        label=_("Accepted answers"), widget=forms.Textarea(attrs={"rows": 3}),
+        label=_("Accepted answers"),
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("One per line. Spacing and full-width characters are ignored."),
-    )  # fmt: skip
+    )
     regex = forms.BooleanField(label=_("Accepted answers are regular expressions"), required=False)
     case_sensitive = forms.BooleanField(label=_("Case-sensitive"), required=False)
 

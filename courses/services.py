@@ -72,9 +72,11 @@ def course_create(*, actor: User, **values: Any) -> Course:
         course.save()
         Enrollment.objects.create(course=course, user=actor, role=Role.TEACHER)
         audit_record(
-            actor=actor, action="course.created", target=course,
+            actor=actor,
+            action="course.created",
+            target=course,
             after=field_state(course, COURSE_FIELDS),
-        )  # fmt: skip
+        )
     return course
 
 
@@ -97,9 +99,11 @@ def course_archive(*, course: Course, actor: User, archived: bool = True) -> Cou
             course.archived = archived
             course.save(update_fields=["archived"])
             audit_record(
-                actor=actor, action="course.archived" if archived else "course.restored",
-                target=course, after={"archived": archived},
-            )  # fmt: skip
+                actor=actor,
+                action="course.archived" if archived else "course.restored",
+                target=course,
+                after={"archived": archived},
+            )
     return course
 
 
@@ -131,21 +135,27 @@ def enrollment_add(*, course: Course, identifier: str, role: str, actor: User) -
         current = Enrollment.objects.active().filter(course=course, user=user).first()
         if current is not None:
             raise ValidationError(
-                {"identifier": _("%(name)s is already in this course as %(role)s.")
-                 % {"name": user.display_name, "role": current.get_role_display()}}
-            )  # fmt: skip
+                {
+                    "identifier": _("%(name)s is already in this course as %(role)s.")
+                    % {"name": user.display_name, "role": current.get_role_display()}
+                }
+            )
         try:
             with transaction.atomic():
                 enrollment = Enrollment.objects.create(course=course, user=user, role=role)
         except IntegrityError as exc:  # the same person added twice at once (a double click)
             raise ValidationError(
-                {"identifier": _("%(name)s is already in this course.")
-                 % {"name": user.display_name}}
-            ) from exc  # fmt: skip
+                {
+                    "identifier": _("%(name)s is already in this course.")
+                    % {"name": user.display_name}
+                }
+            ) from exc
         audit_record(
-            actor=actor, action="enrollment.added", target=enrollment,
+            actor=actor,
+            action="enrollment.added",
+            target=enrollment,
             after={"course": course.pk, "user": user.username, "role": role},
-        )  # fmt: skip
+        )
     return enrollment
 
 
@@ -168,9 +178,11 @@ def enrollment_end(*, enrollment: Enrollment, actor: User) -> Enrollment:
         enrollment.ended_at = timezone.now()
         enrollment.save(update_fields=["ended_at"])
         audit_record(
-            actor=actor, action="enrollment.ended", target=enrollment,
+            actor=actor,
+            action="enrollment.ended",
+            target=enrollment,
             before={"user": enrollment.user.username, "role": enrollment.role},
-        )  # fmt: skip
+        )
     return enrollment
 
 
@@ -314,9 +326,12 @@ def _read_header(values: list[str]) -> list[str | None]:
     header = [_header_key(v) for v in values]
     if "username" not in header and "student_number" not in header:
         raise RosterError(
-            _("The first row must name the columns; a “username” or “student number” "
-              "column is required. Found: %(found)s") % {"found": ", ".join(values)}
-        )  # fmt: skip
+            _(
+                "The first row must name the columns; a “username” or “student number” "
+                "column is required. Found: %(found)s"
+            )
+            % {"found": ", ".join(values)}
+        )
     return header
 
 
@@ -335,8 +350,10 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
         try:
             validate_username(row.username)
         except ValidationError:
-            row.invalid(_("“%(u)s” is not a valid username (letters, digits and @/./+/-/_ only).")
-                        % {"u": row.username})  # fmt: skip
+            row.invalid(
+                _("“%(u)s” is not a valid username (letters, digits and @/./+/-/_ only).")
+                % {"u": row.username}
+            )
         if (
             len(row.username) > 150
             or len(row.name) > 150
@@ -369,10 +386,15 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
 
     # Three queries for the whole file, whatever its length.
     candidates = [r for r in rows if r.status != RowStatus.INVALID]
-    by_username = {u.username: u for u in User.objects.filter(
-        username__in=[r.username for r in candidates])}  # fmt: skip
-    by_number = {u.student_number: u for u in User.objects.filter(
-        student_number__in=[r.student_number for r in candidates if r.student_number])}  # fmt: skip
+    by_username = {
+        u.username: u for u in User.objects.filter(username__in=[r.username for r in candidates])
+    }
+    by_number = {
+        u.student_number: u
+        for u in User.objects.filter(
+            student_number__in=[r.student_number for r in candidates if r.student_number]
+        )
+    }
     emails = [r.email.lower() for r in candidates if r.email]
     by_email = (
         {u.email.lower(): u for u in User.objects.annotate(e=Lower("email")).filter(e__in=emails)}
@@ -391,14 +413,18 @@ def roster_preview(*, course: Course, text: str) -> RosterPreview:
             # Only a student number was given: it names the account, whatever its username.
             user = owner_of_number
         if owner_of_number is not None and owner_of_number != user:
-            row.invalid(_("Student number %(s)s belongs to another account (%(u)s).")
-                        % {"s": row.student_number, "u": owner_of_number.username})  # fmt: skip
+            row.invalid(
+                _("Student number %(s)s belongs to another account (%(u)s).")
+                % {"s": row.student_number, "u": owner_of_number.username}
+            )
             continue
         if user is None:
             holder = by_email.get(row.email.lower()) if row.email else None
             if holder is not None:
-                row.invalid(_("E-mail %(e)s is already used by account %(u)s.")
-                            % {"e": row.email, "u": holder.username})  # fmt: skip
+                row.invalid(
+                    _("E-mail %(e)s is already used by account %(u)s.")
+                    % {"e": row.email, "u": holder.username}
+                )
             continue
         row.user = user
         role = roles.get(user.pk)
@@ -431,9 +457,12 @@ def roster_import(*, course: Course, text: str, actor: User) -> RosterResult:
                 if row.status == RowStatus.NEW:
                     password = _initial_password()
                     user = User(
-                        username=row.username, name=row.name, email=row.email,
-                        student_number=row.student_number or None, must_change_password=True,
-                    )  # fmt: skip
+                        username=row.username,
+                        name=row.name,
+                        email=row.email,
+                        student_number=row.student_number or None,
+                        must_change_password=True,
+                    )
                     user.password = make_password(password, hasher=InitialPasswordHasher())
                     user.save()
                     created.append((user, password))
@@ -445,12 +474,17 @@ def roster_import(*, course: Course, text: str, actor: User) -> RosterResult:
                 enrolled.append(user)
             if enrolled:
                 audit_record(
-                    actor=actor, action="roster.imported", target=course,
-                    after={"created": [u.username for u, _ in created],
-                           "enrolled": [u.username for u in enrolled],
-                           "invalid_rows": [r.line for r in preview.rows
-                                            if r.status == RowStatus.INVALID]},
-                )  # fmt: skip
+                    actor=actor,
+                    action="roster.imported",
+                    target=course,
+                    after={
+                        "created": [u.username for u, _ in created],
+                        "enrolled": [u.username for u in enrolled],
+                        "invalid_rows": [
+                            r.line for r in preview.rows if r.status == RowStatus.INVALID
+                        ],
+                    },
+                )
     except IntegrityError as exc:
         # Another import or an administrator created one of these accounts meanwhile.
         raise RosterError(
@@ -474,9 +508,12 @@ def assignment_create(*, course: Course, actor: User, **values: Any) -> Assignme
     with transaction.atomic():
         assignment.save()
         audit_record(
-            actor=actor, action="assignment.created", target=assignment,
-            after=field_state(assignment, ASSIGNMENT_FIELDS), assignment_id=assignment.pk,
-        )  # fmt: skip
+            actor=actor,
+            action="assignment.created",
+            target=assignment,
+            after=field_state(assignment, ASSIGNMENT_FIELDS),
+            assignment_id=assignment.pk,
+        )
     return assignment
 
 
@@ -489,9 +526,13 @@ def assignment_update(*, assignment: Assignment, actor: User, **values: Any) -> 
         with transaction.atomic():
             assignment.save()
             audit_record(
-                actor=actor, action="assignment.updated", target=assignment,
-                before=old, after=new, assignment_id=assignment.pk,
-            )  # fmt: skip
+                actor=actor,
+                action="assignment.updated",
+                target=assignment,
+                before=old,
+                after=new,
+                assignment_id=assignment.pk,
+            )
     return assignment
 
 
@@ -514,9 +555,13 @@ def assignment_set_state(*, assignment: Assignment, state: str, actor: User) -> 
         assignment.state = state
         assignment.save(update_fields=["state", "updated_at"])
         audit_record(
-            actor=actor, action=f"assignment.{state}", target=assignment,
-            before={"state": before}, after={"state": state}, assignment_id=assignment.pk,
-        )  # fmt: skip
+            actor=actor,
+            action=f"assignment.{state}",
+            target=assignment,
+            before={"state": before},
+            after={"state": state},
+            assignment_id=assignment.pk,
+        )
     return assignment
 
 
@@ -569,9 +614,12 @@ def question_create(*, assignment: Assignment, kind: str, actor: User, **values:
         question.full_clean()
         question.save()
         audit_record(
-            actor=actor, action="question.created", target=question,
-            after=_question_state(question), assignment_id=assignment.pk,
-        )  # fmt: skip
+            actor=actor,
+            action="question.created",
+            target=question,
+            after=_question_state(question),
+            assignment_id=assignment.pk,
+        )
     return question
 
 
@@ -588,9 +636,13 @@ def question_update(*, question: Question, actor: User, **values: Any) -> Questi
         with transaction.atomic():
             question.save()
             audit_record(
-                actor=actor, action="question.updated", target=question,
-                before=old, after=new, assignment_id=question.assignment_id,
-            )  # fmt: skip
+                actor=actor,
+                action="question.updated",
+                target=question,
+                before=old,
+                after=new,
+                assignment_id=question.assignment_id,
+            )
             if {"answer_key", "points", "options"} & set(new):
                 # A corrected key applies to what students already handed in.
                 from grading.services import objective_answers_rescore
@@ -602,14 +654,19 @@ def question_update(*, question: Question, actor: User, **values: Any) -> Questi
 def question_delete(*, question: Question, actor: User) -> None:
     if question.answers.exists():
         raise ValidationError(
-            _("Students have answered this question; it cannot be deleted. "
-              "Close the assignment or create a new one instead.")
-        )  # fmt: skip
+            _(
+                "Students have answered this question; it cannot be deleted. "
+                "Close the assignment or create a new one instead."
+            )
+        )
     with transaction.atomic():
         audit_record(
-            actor=actor, action="question.deleted", target=question,
-            before=_question_state(question), assignment_id=question.assignment_id,
-        )  # fmt: skip
+            actor=actor,
+            action="question.deleted",
+            target=question,
+            before=_question_state(question),
+            assignment_id=question.assignment_id,
+        )
         assignment_id = question.assignment_id
         question.delete()
         renumber(Question.objects.filter(assignment_id=assignment_id))
@@ -619,11 +676,15 @@ def question_move(*, question: Question, offset: int, actor: User) -> None:
     """Move a question up (-1) or down (+1) among its siblings."""
     with transaction.atomic():
         Assignment.objects.select_for_update().filter(pk=question.assignment_id).first()
-        moved = move(Question.objects.filter(assignment_id=question.assignment_id),
-                     question.pk, offset)  # fmt: skip
+        moved = move(
+            Question.objects.filter(assignment_id=question.assignment_id), question.pk, offset
+        )
         if moved is not None:
             audit_record(
-                actor=actor, action="question.moved", target=question,
-                before={"order": moved[0]}, after={"order": moved[1]},
+                actor=actor,
+                action="question.moved",
+                target=question,
+                before={"order": moved[0]},
+                after={"order": moved[1]},
                 assignment_id=question.assignment_id,
-            )  # fmt: skip
+            )

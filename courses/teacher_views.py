@@ -114,8 +114,13 @@ def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
     course = _course(request, pk)
     form = CourseForm(request.POST or None, instance=course)
     # The form writes its values onto `course`; the service compares against the stored row.
-    saved = _submit(request, form, lambda v: services.course_update(
-        course=Course.objects.get(pk=course.pk), actor=request.user, **v))  # fmt: skip
+    saved = _submit(
+        request,
+        form,
+        lambda v: services.course_update(
+            course=Course.objects.get(pk=course.pk), actor=request.user, **v
+        ),
+    )
     if saved is not None:
         messages.success(request, _("Saved."))
         return redirect("teach:course", pk=course.pk)
@@ -261,8 +266,9 @@ def roster_import(request: HttpRequest, pk: int) -> HttpResponse:
 def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
     course = _course(request, pk)
     form = AssignmentForm(request.POST or None, initial={"language": course.language})
-    assignment = _submit(request, form, lambda v: services.assignment_create(
-        course=course, actor=request.user, **v))  # fmt: skip
+    assignment = _submit(
+        request, form, lambda v: services.assignment_create(course=course, actor=request.user, **v)
+    )
     if assignment is not None:
         messages.success(request, _("Assignment created as a draft. Add questions next."))
         return redirect("teach:assignment", pk=assignment.pk)
@@ -274,8 +280,13 @@ def assignment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     form = AssignmentForm(request.POST or None, instance=assignment)
     # The form writes its values onto `assignment`; the service compares against the row.
-    saved = _submit(request, form, lambda v: services.assignment_update(
-        assignment=Assignment.objects.get(pk=assignment.pk), actor=request.user, **v))  # fmt: skip
+    saved = _submit(
+        request,
+        form,
+        lambda v: services.assignment_update(
+            assignment=Assignment.objects.get(pk=assignment.pk), actor=request.user, **v
+        ),
+    )
     if saved is not None:
         messages.success(request, _("Saved."))
         return redirect("teach:assignment", pk=assignment.pk)
@@ -410,10 +421,14 @@ def question_create(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "teach/question_form.html",
-        {"form": form, "assignment": assignment, "kind": kind,
-         "kind_label": QuestionKind(kind).label},
+        {
+            "form": form,
+            "assignment": assignment,
+            "kind": kind,
+            "kind_label": QuestionKind(kind).label,
+        },
         status=400 if form.errors else 200,
-    )  # fmt: skip
+    )
 
 
 @login_required
@@ -439,10 +454,15 @@ def question_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "teach/question_form.html",
-        {"form": form, "assignment": question.assignment, "question": question,
-         "kind": question.kind, "kind_label": question.get_kind_display()},
+        {
+            "form": form,
+            "assignment": question.assignment,
+            "question": question,
+            "kind": question.kind,
+            "kind_label": question.get_kind_display(),
+        },
         status=400 if form.errors else 200,
-    )  # fmt: skip
+    )
 
 
 @login_required

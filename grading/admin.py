@@ -36,9 +36,11 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         audit_record(
-            actor=request.user, action=f"admin.{obj._meta.model_name}.deleted", target=obj,
+            actor=request.user,
+            action=f"admin.{obj._meta.model_name}.deleted",
+            target=obj,
             before={"repr": str(obj)},
-        )  # fmt: skip
+        )
         super().delete_model(request, obj)
 
 

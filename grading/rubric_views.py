@@ -83,17 +83,32 @@ def _builder_context(
         criteria.append(
             {
                 "criterion": c,
-                "form": form("criterion.update", c.pk, CriterionForm, {
-                    "title": c.title, "max_points": c.max_points, "scoring": c.scoring,
-                    "description": c.description}),
+                "form": form(
+                    "criterion.update",
+                    c.pk,
+                    CriterionForm,
+                    {
+                        "title": c.title,
+                        "max_points": c.max_points,
+                        "scoring": c.scoring,
+                        "description": c.description,
+                    },
+                ),
                 "levels": [
-                    (lv, form("level.update", lv.pk, LevelForm, {
-                        "points": lv.points, "title": lv.title, "descriptor": lv.descriptor}))
+                    (
+                        lv,
+                        form(
+                            "level.update",
+                            lv.pk,
+                            LevelForm,
+                            {"points": lv.points, "title": lv.title, "descriptor": lv.descriptor},
+                        ),
+                    )
                     for lv in c.levels.all()
                 ],
                 "new_level": form("level.add", c.pk, LevelForm, {}),
             }
-        )  # fmt: skip
+        )
     editable = permissions.editable_rubrics(request.user).filter(pk=rubric.pk).exists()
     latest = rubrics.rubric_latest(rubric)
     teachable = set(permissions.teachable_assignments(request.user).values_list("pk", flat=True))
@@ -101,19 +116,26 @@ def _builder_context(
         "rubric": rubric,
         "criteria": criteria,
         "total": sum(c["criterion"].max_points for c in criteria),
-        "rubric_form": form("rubric.update", rubric.pk, RubricForm, {
-            "title": rubric.title, "description": rubric.description,
-            "language": rubric.language}),
+        "rubric_form": form(
+            "rubric.update",
+            rubric.pk,
+            RubricForm,
+            {"title": rubric.title, "description": rubric.description, "language": rubric.language},
+        ),
         "new_criterion": form("criterion.add", None, CriterionForm, {}),
         "editable": editable and latest.pk == rubric.pk,
         "latest": latest,
         "used": rubrics.rubric_is_used(rubric),
-        "outdated": [row for row in rubrics.rubric_outdated_by_assignment(rubric)
-                     if row["assignment_id"] in teachable],
+        "outdated": [
+            row
+            for row in rubrics.rubric_outdated_by_assignment(rubric)
+            if row["assignment_id"] in teachable
+        ],
         "questions": rubric.questions.select_related("assignment__course").filter(
-            assignment__in=permissions.teachable_assignments(request.user)),
+            assignment__in=permissions.teachable_assignments(request.user)
+        ),
         "error": failed[2] if failed and isinstance(failed[2], str) else "",
-    }  # fmt: skip
+    }
 
 
 @login_required
@@ -146,24 +168,48 @@ def _operations(
     c_id = criterion.pk if criterion else None
     l_id = level.pk if level else None
     return {
-        "rubric.update": (RubricForm, lambda d: rubrics.rubric_update(
-            rubric=rubric, actor=user, **d), rubric.pk),
-        "criterion.add": (CriterionForm, lambda d: rubrics.criterion_add(
-            rubric=rubric, actor=user, **d), None),
-        "criterion.update": (CriterionForm, lambda d: rubrics.criterion_update(
-            criterion=criterion, actor=user, **d), c_id),
-        "criterion.delete": (None, lambda d: rubrics.criterion_delete(
-            criterion=criterion, actor=user), c_id),
-        "criterion.up": (None, lambda d: rubrics.criterion_move(
-            criterion=criterion, offset=-1, actor=user), c_id),
-        "criterion.down": (None, lambda d: rubrics.criterion_move(
-            criterion=criterion, offset=1, actor=user), c_id),
-        "level.add": (LevelForm, lambda d: rubrics.level_add(
-            criterion=criterion, actor=user, **d), c_id),
-        "level.update": (LevelForm, lambda d: rubrics.level_update(
-            level=level, actor=user, **d), l_id),
+        "rubric.update": (
+            RubricForm,
+            lambda d: rubrics.rubric_update(rubric=rubric, actor=user, **d),
+            rubric.pk,
+        ),
+        "criterion.add": (
+            CriterionForm,
+            lambda d: rubrics.criterion_add(rubric=rubric, actor=user, **d),
+            None,
+        ),
+        "criterion.update": (
+            CriterionForm,
+            lambda d: rubrics.criterion_update(criterion=criterion, actor=user, **d),
+            c_id,
+        ),
+        "criterion.delete": (
+            None,
+            lambda d: rubrics.criterion_delete(criterion=criterion, actor=user),
+            c_id,
+        ),
+        "criterion.up": (
+            None,
+            lambda d: rubrics.criterion_move(criterion=criterion, offset=-1, actor=user),
+            c_id,
+        ),
+        "criterion.down": (
+            None,
+            lambda d: rubrics.criterion_move(criterion=criterion, offset=1, actor=user),
+            c_id,
+        ),
+        "level.add": (
+            LevelForm,
+            lambda d: rubrics.level_add(criterion=criterion, actor=user, **d),
+            c_id,
+        ),
+        "level.update": (
+            LevelForm,
+            lambda d: rubrics.level_update(level=level, actor=user, **d),
+            l_id,
+        ),
         "level.delete": (None, lambda d: rubrics.level_delete(level=level, actor=user), l_id),
-    }  # fmt: skip
+    }
 
 
 @login_required
@@ -196,10 +242,12 @@ def rubric_change(request: HttpRequest, pk: int) -> HttpResponse:
             if edit.versioned:
                 messages.info(
                     request,
-                    _("This rubric had already scored answers, so your change made version "
-                      "%(v)s. Earlier grades keep the version they were scored with.")
+                    _(
+                        "This rubric had already scored answers, so your change made version "
+                        "%(v)s. Earlier grades keep the version they were scored with."
+                    )
                     % {"v": edit.rubric.version},
-                )  # fmt: skip
+                )
                 url = reverse("grading:rubric", args=[edit.rubric.pk])
                 return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
             if not request.htmx:
@@ -221,7 +269,8 @@ def rubric_regrade(request: HttpRequest, pk: int) -> HttpResponse:
         rubric=rubric, assignment=assignment, actor=request.user
     )
     messages.success(
-        request, _("%(n)s answers queued for grading with version %(v)s.")
+        request,
+        _("%(n)s answers queued for grading with version %(v)s.")
         % {"n": count, "v": rubric.version},
-    )  # fmt: skip
+    )
     return redirect("grading:assignment", pk=assignment.pk)

@@ -72,15 +72,23 @@ def _copy_into(source: Rubric, target: Rubric) -> dict[int, Criterion]:
     mapping: dict[int, Criterion] = {}
     for criterion in source.criteria.prefetch_related("levels"):
         copy = Criterion.objects.create(
-            rubric=target, order=criterion.order, title=criterion.title,
-            description=criterion.description, max_points=criterion.max_points,
+            rubric=target,
+            order=criterion.order,
+            title=criterion.title,
+            description=criterion.description,
+            max_points=criterion.max_points,
             scoring=criterion.scoring,
-        )  # fmt: skip
+        )
         Level.objects.bulk_create(
-            Level(criterion=copy, order=lv.order, points=lv.points, title=lv.title,
-                  descriptor=lv.descriptor)
+            Level(
+                criterion=copy,
+                order=lv.order,
+                points=lv.points,
+                title=lv.title,
+                descriptor=lv.descriptor,
+            )
             for lv in criterion.levels.all()
-        )  # fmt: skip
+        )
         mapping[criterion.pk] = copy
     return mapping
 
@@ -92,9 +100,11 @@ def rubric_create(*, owner: User, actor: User, **values: Any) -> Rubric:
     with transaction.atomic():
         rubric.save()
         audit_record(
-            actor=actor, action="rubric.created", target=rubric,
+            actor=actor,
+            action="rubric.created",
+            target=rubric,
             after={"title": rubric.title, "version": rubric.version},
-        )  # fmt: skip
+        )
     return rubric
 
 
@@ -102,15 +112,24 @@ def rubric_copy(*, source: Rubric, owner: User, actor: User, title: str = "") ->
     """A teacher's own copy of a template or a colleague's rubric: a new lineage, version 1."""
     with transaction.atomic():
         rubric = Rubric.objects.create(
-            title=(title or source.title)[:200], description=source.description,
-            language=source.language, owner=owner, is_template=False,
-        )  # fmt: skip
+            title=(title or source.title)[:200],
+            description=source.description,
+            language=source.language,
+            owner=owner,
+            is_template=False,
+        )
         _copy_into(source, rubric)
         audit_record(
-            actor=actor, action="rubric.copied", target=rubric,
-            after={"title": rubric.title, "from": source.pk, "from_version": source.version,
-                   "from_template": source.is_template},
-        )  # fmt: skip
+            actor=actor,
+            action="rubric.copied",
+            target=rubric,
+            after={
+                "title": rubric.title,
+                "from": source.pk,
+                "from_version": source.version,
+                "from_template": source.is_template,
+            },
+        )
     return rubric
 
 
@@ -133,17 +152,23 @@ def _writable(rubric: Rubric, actor: User) -> tuple[Edit, dict[int, Criterion]]:
     if not rubric_is_used(rubric):
         return Edit(rubric), {}
     new = Rubric.objects.create(
-        lineage=rubric.lineage, version=rubric.version + 1, title=rubric.title,
-        description=rubric.description, language=rubric.language, owner=rubric.owner,
-    )  # fmt: skip
+        lineage=rubric.lineage,
+        version=rubric.version + 1,
+        title=rubric.title,
+        description=rubric.description,
+        language=rubric.language,
+        owner=rubric.owner,
+    )
     mapping = _copy_into(rubric, new)
     moved = list(Question.objects.filter(rubric=rubric).values_list("pk", flat=True))
     Question.objects.filter(pk__in=moved).update(rubric=new)
     audit_record(
-        actor=actor, action="rubric.versioned", target=new,
+        actor=actor,
+        action="rubric.versioned",
+        target=new,
         before={"rubric": rubric.pk, "version": rubric.version},
         after={"rubric": new.pk, "version": new.version, "questions": moved},
-    )  # fmt: skip
+    )
     return Edit(new, versioned=True), mapping
 
 
@@ -155,10 +180,14 @@ def _check_levels(criterion: Criterion) -> None:
     too_high = criterion.levels.filter(points__gt=criterion.max_points).order_by("-points").first()
     if too_high is not None:
         raise ValidationError(
-            {"max_points": _("The level “%(level)s” gives %(points)s points; the maximum cannot "
-                             "be lower. Change that level first.")
-             % {"level": too_high.title or too_high.descriptor[:20], "points": too_high.points}}
-        )  # fmt: skip
+            {
+                "max_points": _(
+                    "The level “%(level)s” gives %(points)s points; the maximum cannot "
+                    "be lower. Change that level first."
+                )
+                % {"level": too_high.title or too_high.descriptor[:20], "points": too_high.points}
+            }
+        )
     if criterion.scoring == CriterionScoring.LEVELS and not criterion.levels.exists():
         raise ValidationError(
             {"scoring": _("Scoring by levels needs at least one level. Add levels first.")}
@@ -197,9 +226,11 @@ def criterion_add(*, rubric: Rubric, actor: User, **values: Any) -> Edit:
             )
         criterion.save()
         _audit(
-            actor, edit, "rubric.criterion_added",
+            actor,
+            edit,
+            "rubric.criterion_added",
             after={"criterion": criterion.title, "max_points": criterion.max_points},
-        )  # fmt: skip
+        )
     return edit
 
 
@@ -215,8 +246,13 @@ def criterion_update(*, criterion: Criterion, actor: User, **values: Any) -> Edi
         target.save()
         _check_levels(target)
         old, new = changes(before, field_state(target, CRITERION_FIELDS))
-        _audit(actor, edit, "rubric.criterion_updated",
-               before={"criterion": before["title"], **old}, after=new)  # fmt: skip
+        _audit(
+            actor,
+            edit,
+            "rubric.criterion_updated",
+            before={"criterion": before["title"], **old},
+            after=new,
+        )
     return edit
 
 
@@ -226,8 +262,12 @@ def criterion_delete(*, criterion: Criterion, actor: User) -> Edit:
         target = _in(edit, mapping, criterion)
         if edit.rubric.criteria.count() <= 1 and edit.rubric.questions.exists():
             raise ValidationError(_("A rubric in use needs at least one criterion."))
-        _audit(actor, edit, "rubric.criterion_deleted",
-               before={"criterion": target.title, "max_points": target.max_points})  # fmt: skip
+        _audit(
+            actor,
+            edit,
+            "rubric.criterion_deleted",
+            before={"criterion": target.title, "max_points": target.max_points},
+        )
         target.delete()
         renumber(edit.rubric.criteria.all())
     return edit
@@ -239,9 +279,13 @@ def criterion_move(*, criterion: Criterion, offset: int, actor: User) -> Edit:
         target = _in(edit, mapping, criterion)
         moved = move(edit.rubric.criteria.all(), target.pk, offset)
         if moved is not None:
-            _audit(actor, edit, "rubric.criterion_moved",
-                   before={"order": moved[0]},
-                   after={"criterion": target.title, "order": moved[1]})  # fmt: skip
+            _audit(
+                actor,
+                edit,
+                "rubric.criterion_moved",
+                before={"order": moved[0]},
+                after={"criterion": target.title, "order": moved[1]},
+            )
     return edit
 
 
@@ -272,9 +316,16 @@ def level_add(*, criterion: Criterion, actor: User, **values: Any) -> Edit:
         apply_values(level, LEVEL_FIELDS, values)
         _validate_level(level)
         level.save()
-        _audit(actor, edit, "rubric.level_added",
-               after={"criterion": target.title, "points": level.points,
-                      "descriptor": level.descriptor})  # fmt: skip
+        _audit(
+            actor,
+            edit,
+            "rubric.level_added",
+            after={
+                "criterion": target.title,
+                "points": level.points,
+                "descriptor": level.descriptor,
+            },
+        )
     return edit
 
 
@@ -289,8 +340,13 @@ def level_update(*, level: Level, actor: User, **values: Any) -> Edit:
         _validate_level(target)
         target.save()
         old, new = changes(before, field_state(target, LEVEL_FIELDS))
-        _audit(actor, edit, "rubric.level_updated",
-               before={"criterion": target.criterion.title, **old}, after=new)  # fmt: skip
+        _audit(
+            actor,
+            edit,
+            "rubric.level_updated",
+            before={"criterion": target.criterion.title, **old},
+            after=new,
+        )
     return edit
 
 
@@ -304,9 +360,16 @@ def level_delete(*, level: Level, actor: User) -> Edit:
                 _("“%(c)s” is scored by levels; it keeps at least one level.")
                 % {"c": criterion.title}
             )
-        _audit(actor, edit, "rubric.level_deleted",
-               before={"criterion": criterion.title, "points": target.points,
-                       "descriptor": target.descriptor})  # fmt: skip
+        _audit(
+            actor,
+            edit,
+            "rubric.level_deleted",
+            before={
+                "criterion": criterion.title,
+                "points": target.points,
+                "descriptor": target.descriptor,
+            },
+        )
         target.delete()
     return edit
 
@@ -365,11 +428,17 @@ def rubric_regrade_outdated(*, rubric: Rubric, assignment: Assignment, actor: Us
         )
         count = answers_enqueue(answer_ids=ids)
         audit_record(
-            actor=actor, action="assignment.grading_requested", target=assignment,
-            after={"answers": count, "reason": "rubric version", "rubric": rubric.pk,
-                   "version": rubric.version},
+            actor=actor,
+            action="assignment.grading_requested",
+            target=assignment,
+            after={
+                "answers": count,
+                "reason": "rubric version",
+                "rubric": rubric.pk,
+                "version": rubric.version,
+            },
             assignment_id=assignment.pk,
-        )  # fmt: skip
+        )
     return count
 
 
@@ -383,6 +452,12 @@ def assignment_outdated_questions(assignment: Assignment) -> list[dict[str, Any]
         count = answers.count()
         if count:
             waiting = answers.exclude(status=AnswerStatus.APPROVED).count()
-            rows.append({"question": question, "rubric": question.rubric, "count": count,
-                         "regradable": waiting})  # fmt: skip
+            rows.append(
+                {
+                    "question": question,
+                    "rubric": question.rubric,
+                    "count": count,
+                    "regradable": waiting,
+                }
+            )
     return rows

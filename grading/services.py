@@ -216,11 +216,15 @@ def answers_mark_failed(*, answer_ids: Iterable[int], reason: str) -> int:
     )
     audit_record_many(
         [
-            {"action": "answer.needs_manual", "target_type": "grading.answer", "target_id": pk,
-             "after": {"reason": reason[:500]}}
+            {
+                "action": "answer.needs_manual",
+                "target_type": "grading.answer",
+                "target_id": pk,
+                "after": {"reason": reason[:500]},
+            }
             for pk in ids
         ]
-    )  # fmt: skip
+    )
     return len(ids)
 
 
@@ -420,9 +424,12 @@ def _objective_outcome(answer: Answer) -> dict[str, Any]:
     q = answer.question
     try:
         result = objective.score(
-            kind=q.kind, answer_key=q.answer_key, points=q.points, text=answer.text,
+            kind=q.kind,
+            answer_key=q.answer_key,
+            points=q.points,
+            text=answer.text,
             choices=list(answer.choices or []),
-        )  # fmt: skip
+        )
     except objective.AnswerKeyError as exc:
         return {"manual": f"answer key problem: {exc}"}
     return {"objective": result}
@@ -478,10 +485,16 @@ def _engine_now() -> _Engine:
     """The process's engine for the current settings (tests change them; a new one is made)."""
     global _engine
     key = (
-        settings.LLM_BASE_URL, settings.LLM_MODEL, settings.LLM_API_KEY, settings.LLM_TIMEOUT,
-        settings.LLM_CONNECT_TIMEOUT, settings.LLM_MAX_RETRIES, settings.LLM_BACKOFF_BASE,
-        per_worker_concurrency(), os.getpid(),
-    )  # fmt: skip
+        settings.LLM_BASE_URL,
+        settings.LLM_MODEL,
+        settings.LLM_API_KEY,
+        settings.LLM_TIMEOUT,
+        settings.LLM_CONNECT_TIMEOUT,
+        settings.LLM_MAX_RETRIES,
+        settings.LLM_BACKOFF_BASE,
+        per_worker_concurrency(),
+        os.getpid(),
+    )
     with _engine_lock:
         if _engine is None or _engine.key != key:
             if _engine is not None and _engine.key[-1] == os.getpid():
@@ -857,10 +870,13 @@ def _persist_immediate(items: list[tuple[Answer, dict[str, Any]]], summary: Grad
                 summary.graded += 1
             answer.save(
                 update_fields=[
-                    "current_assessment", "status", "status_reason", "grading_started_at",
+                    "current_assessment",
+                    "status",
+                    "status_reason",
+                    "grading_started_at",
                     "updated_at",
                 ]
-            )  # fmt: skip
+            )
         audit_record_many(events)
 
 
@@ -882,10 +898,11 @@ def _store_blank(answer: Answer, prepared: Prepared, input_hash: str) -> Assessm
         input_hash=input_hash,
     )
     CriterionScore.objects.bulk_create(
-        CriterionScore(assessment=assessment, criterion_id=c["id"], points=0,
-                       max_points=c["max_points"])
+        CriterionScore(
+            assessment=assessment, criterion_id=c["id"], points=0, max_points=c["max_points"]
+        )
         for c in snapshot["criteria"]
-    )  # fmt: skip
+    )
     return assessment
 
 
@@ -918,9 +935,13 @@ def _store_objective(answer: Answer, result: objective.ObjectiveResult) -> Asses
     answer.status, answer.status_reason = AnswerStatus.APPROVED, ""
     answer.save(
         update_fields=[
-            "current_assessment", "status", "status_reason", "grading_started_at", "updated_at",
+            "current_assessment",
+            "status",
+            "status_reason",
+            "grading_started_at",
+            "updated_at",
         ]
-    )  # fmt: skip
+    )
     return assessment
 
 
@@ -1085,11 +1106,14 @@ def grade_approve(
         grade.criteria.all().delete()
         FinalCriterionGrade.objects.bulk_create(
             FinalCriterionGrade(
-                final_grade=grade, criterion_id=c["id"], points=points,
-                max_points=c["max_points"], ai_points=ai,
+                final_grade=grade,
+                criterion_id=c["id"],
+                points=points,
+                max_points=c["max_points"],
+                ai_points=ai,
             )
             for c, points, ai in rows
-        )  # fmt: skip
+        )
         Answer.objects.filter(pk=answer.pk).update(
             status=AnswerStatus.APPROVED, status_reason="", updated_at=timezone.now()
         )
@@ -1151,10 +1175,12 @@ def grades_release(*, assignment: Assignment, actor: UserModel | None) -> None:
         locked.grades_released_at = timezone.now()
         locked.save(update_fields=["grades_released_at", "updated_at"])
         audit_record(
-            actor=actor, action="grades.released", target=locked,
+            actor=actor,
+            action="grades.released",
+            target=locked,
             after={"released_at": locked.grades_released_at.isoformat()},
             assignment_id=locked.pk,
-        )  # fmt: skip
+        )
     assignment.grades_released_at = locked.grades_released_at
 
 
@@ -1169,9 +1195,13 @@ def grades_hide(*, assignment: Assignment, actor: UserModel) -> None:
         locked.release_policy = ReleasePolicy.MANUAL  # or the next approval would re-release
         locked.save(update_fields=["grades_released_at", "release_policy", "updated_at"])
         audit_record(
-            actor=actor, action="grades.hidden", target=locked, before=before,
-            after={"released_at": None}, assignment_id=locked.pk,
-        )  # fmt: skip
+            actor=actor,
+            action="grades.hidden",
+            target=locked,
+            before=before,
+            after={"released_at": None},
+            assignment_id=locked.pk,
+        )
     assignment.grades_released_at = None
     assignment.release_policy = ReleasePolicy.MANUAL
 
@@ -1330,10 +1360,14 @@ def regrade_request_create(*, answer: Answer, student: UserModel, comment: str) 
             answer=answer, student=student, comment=comment.strip()[:2000]
         )
         audit_record(
-            actor=student, action="regrade.requested", target=answer,
-            after={"request": request.pk}, reason=request.comment,
-            assignment_id=assignment.pk, submission_id=answer.submission_id,
-        )  # fmt: skip
+            actor=student,
+            action="regrade.requested",
+            target=answer,
+            after={"request": request.pk},
+            reason=request.comment,
+            assignment_id=assignment.pk,
+            submission_id=answer.submission_id,
+        )
     return request
 
 
@@ -1356,17 +1390,25 @@ def regrade_request_answer(
         if scores:
             version = FinalGrade.objects.filter(answer=answer).values_list("version", flat=True)
             grade_approve(
-                answer=answer, actor=actor, scores=scores, reason=reason or response,
-                feedback=answer.final_grade.feedback, expected_version=version.first(),
-            )  # fmt: skip
+                answer=answer,
+                actor=actor,
+                scores=scores,
+                reason=reason or response,
+                feedback=answer.final_grade.feedback,
+                expected_version=version.first(),
+            )
         locked.status = RegradeStatus.ANSWERED
         locked.response = response.strip()
         locked.responder = actor
         locked.answered_at = timezone.now()
         locked.save()
         audit_record(
-            actor=actor, action="regrade.answered", target=answer,
-            after={"request": locked.pk, "changed": bool(scores)}, reason=locked.response,
-            assignment_id=answer.question.assignment_id, submission_id=answer.submission_id,
-        )  # fmt: skip
+            actor=actor,
+            action="regrade.answered",
+            target=answer,
+            after={"request": locked.pk, "changed": bool(scores)},
+            reason=locked.response,
+            assignment_id=answer.question.assignment_id,
+            submission_id=answer.submission_id,
+        )
     return locked

@@ -231,11 +231,13 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
 def _reviewable(request: HttpRequest, answer_pk: int) -> Answer:
     return get_object_or_404(
         Answer.objects.select_related(
-            "submission__student", "question__rubric", "current_assessment__rubric_snapshot",
+            "submission__student",
+            "question__rubric",
+            "current_assessment__rubric_snapshot",
             "question__assignment__course",
         ).filter(question__assignment__in=permissions.teachable_assignments(request.user)),
         pk=answer_pk,
-    )  # fmt: skip
+    )
 
 
 @login_required

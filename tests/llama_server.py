@@ -75,10 +75,22 @@ def _download_sdist(dest: Path) -> Path:
         _log(f"index download failed ({exc!r}); asking pip")
     # pip prepares the sdist's metadata first (about a minute), but honours pip.conf.
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-         ":all:", "--dest", str(dest), f"llama-cpp-python=={VERSION}"],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--dest",
+            str(dest),
+            f"llama-cpp-python=={VERSION}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return dest / name
 
 
@@ -100,9 +112,10 @@ def ensure_binary() -> tuple[Path, Path]:
             with tarfile.open(sdist) as archive:
                 top = archive.getmembers()[0].name.split("/")[0]
                 members = [
-                    m for m in archive.getmembers()
+                    m
+                    for m in archive.getmembers()
                     if m.name.startswith((f"{top}/vendor/llama.cpp", f"{top}/.git"))
-                ]  # fmt: skip
+                ]
                 archive.extractall(work / "src", members=members, filter="data")
             source = work / "src" / top / "vendor" / "llama.cpp"
             shutil.copyfile(work / "src" / top / VOCAB_MEMBER, vocab)
@@ -111,13 +124,22 @@ def ensure_binary() -> tuple[Path, Path]:
             _log(f"building llama-server {VERSION} (several minutes, once)")
             subprocess.run(
                 ["cmake", "-S", str(source), "-B", str(build), *generator, *CMAKE_FLAGS],
-                check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             subprocess.run(
-                ["cmake", "--build", str(build), "--target", "llama-server", "-j",
-                 str(os.cpu_count() or 2)],
-                check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    "cmake",
+                    "--build",
+                    str(build),
+                    "--target",
+                    "llama-server",
+                    "-j",
+                    str(os.cpu_count() or 2),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             built = build / "bin" / "llama-server"
             if shutil.which("strip"):
                 subprocess.run(["strip", str(built)], check=True)
@@ -138,13 +160,18 @@ def _tokenizer_fields(vocab: Path) -> list[tuple[str, object, object, object]]:
     import gguf
 
     scalar = {
-        gguf.GGUFValueType.UINT8: "B", gguf.GGUFValueType.INT8: "b",
-        gguf.GGUFValueType.UINT16: "H", gguf.GGUFValueType.INT16: "h",
-        gguf.GGUFValueType.UINT32: "I", gguf.GGUFValueType.INT32: "i",
-        gguf.GGUFValueType.UINT64: "Q", gguf.GGUFValueType.INT64: "q",
-        gguf.GGUFValueType.FLOAT32: "f", gguf.GGUFValueType.FLOAT64: "d",
+        gguf.GGUFValueType.UINT8: "B",
+        gguf.GGUFValueType.INT8: "b",
+        gguf.GGUFValueType.UINT16: "H",
+        gguf.GGUFValueType.INT16: "h",
+        gguf.GGUFValueType.UINT32: "I",
+        gguf.GGUFValueType.INT32: "i",
+        gguf.GGUFValueType.UINT64: "Q",
+        gguf.GGUFValueType.INT64: "q",
+        gguf.GGUFValueType.FLOAT32: "f",
+        gguf.GGUFValueType.FLOAT64: "d",
         gguf.GGUFValueType.BOOL: "?",
-    }  # fmt: skip
+    }
     data = memoryview(vocab.read_bytes())
     pos = 0
 
@@ -248,18 +275,43 @@ def write_tiny_qwen2(vocab: Path, out: Path, *, seed: int = 0) -> Path:
 class LlamaServer:
     """`llama-server` on 127.0.0.1 serving the tiny model under the configured model id."""
 
-    def __init__(self, binary: Path, model: Path, *, alias: str, slots: int = 4,
-                 context: int = 16384, log: Path) -> None:  # fmt: skip
+    def __init__(
+        self,
+        binary: Path,
+        model: Path,
+        *,
+        alias: str,
+        slots: int = 4,
+        context: int = 16384,
+        log: Path,
+    ) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.log = log.open("wb")
         self.proc = subprocess.Popen(
-            [str(binary), "-m", str(model), "--alias", alias, "--host", "127.0.0.1",
-             "--port", str(self.port), "--offline", "--no-webui", "-np", str(slots),
-             "-c", str(context), "-t", "2"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                str(binary),
+                "-m",
+                str(model),
+                "--alias",
+                alias,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--offline",
+                "--no-webui",
+                "-np",
+                str(slots),
+                "-c",
+                str(context),
+                "-t",
+                "2",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def url(self) -> str:

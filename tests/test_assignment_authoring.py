@@ -30,10 +30,18 @@ def test_assignment_form_creates_a_draft_with_a_local_due_date(client, course, t
     client.force_login(teacher)
     response = client.post(
         reverse("teach:assignment_create", args=[course.pk]),
-        {"title": "期末作文", "instructions": "认真审题。", "language": "zh-hans",
-         "due_at": "2026-12-20T18:00", "late_policy": "accept", "attempts_allowed": 2,
-         "grading_mode": "ai_review", "release_policy": "manual", "anonymous_grading": "on"},
-    )  # fmt: skip
+        {
+            "title": "期末作文",
+            "instructions": "认真审题。",
+            "language": "zh-hans",
+            "due_at": "2026-12-20T18:00",
+            "late_policy": "accept",
+            "attempts_allowed": 2,
+            "grading_mode": "ai_review",
+            "release_policy": "manual",
+            "anonymous_grading": "on",
+        },
+    )
     assignment = Assignment.objects.get(title="期末作文")
     assert response.status_code == 302
     assert assignment.state == AssignmentState.DRAFT
@@ -46,9 +54,16 @@ def test_assignment_form_errors(client, course, teacher):
     client.force_login(teacher)
     response = client.post(
         reverse("teach:assignment_create", args=[course.pk]),
-        {"title": "", "language": "zh-hans", "due_at": "tomorrow", "late_policy": "refuse",
-         "attempts_allowed": 0, "grading_mode": "ai_review", "release_policy": "manual"},
-    )  # fmt: skip
+        {
+            "title": "",
+            "language": "zh-hans",
+            "due_at": "tomorrow",
+            "late_policy": "refuse",
+            "attempts_allowed": 0,
+            "grading_mode": "ai_review",
+            "release_policy": "manual",
+        },
+    )
     assert response.status_code == 400
     assert set(response.context["form"].errors) == {"title", "due_at", "attempts_allowed"}
 
@@ -56,13 +71,20 @@ def test_assignment_form_errors(client, course, teacher):
 def test_edit_is_audited_with_before_and_after(client, draft, teacher):
     client.force_login(teacher)
     data = {
-        "title": "第一单元测验", "language": "zh-hans", "late_policy": "refuse",
-        "attempts_allowed": 3, "grading_mode": "manual", "release_policy": "automatic",
-    }  # fmt: skip
+        "title": "第一单元测验",
+        "language": "zh-hans",
+        "late_policy": "refuse",
+        "attempts_allowed": 3,
+        "grading_mode": "manual",
+        "release_policy": "automatic",
+    }
     assert client.post(reverse("teach:assignment_edit", args=[draft.pk]), data).status_code == 302
     event = AuditEvent.objects.get(action="assignment.updated")
-    assert event.before == {"attempts_allowed": 1, "grading_mode": "ai_review",
-                            "release_policy": "manual"}  # fmt: skip
+    assert event.before == {
+        "attempts_allowed": 1,
+        "grading_mode": "ai_review",
+        "release_policy": "manual",
+    }
     assert event.after["attempts_allowed"] == 3
 
 
@@ -114,9 +136,17 @@ def test_each_kind_of_question_through_the_form(client, draft, teacher, rubric_t
         "numeric",
         {"prompt": "g = ? m/s²", "points": 1, "value": "９.８", "tolerance": "0,1"},
     )
-    post_question(client, draft, "exact_text", {
-        "prompt": "“床前明月光”的下一句？", "points": 1, "accepted": "疑是地上霜",
-        "case_sensitive": ""})  # fmt: skip
+    post_question(
+        client,
+        draft,
+        "exact_text",
+        {
+            "prompt": "“床前明月光”的下一句？",
+            "points": 1,
+            "accepted": "疑是地上霜",
+            "case_sensitive": "",
+        },
+    )
     questions = list(draft.questions.order_by("order"))
     assert [q.kind for q in questions] == [
         "essay",
@@ -130,8 +160,10 @@ def test_each_kind_of_question_through_the_form(client, draft, teacher, rubric_t
     assert essay.rubric.owner == teacher and not essay.rubric.is_template
     assert essay.rubric.max_points == 100 and essay.rubric.criteria.count() == 5
     assert single.options == [
-        {"key": "A", "text": "朱自清"}, {"key": "B", "text": "鲁迅"}, {"key": "C", "text": "冰心"}
-    ]  # fmt: skip
+        {"key": "A", "text": "朱自清"},
+        {"key": "B", "text": "鲁迅"},
+        {"key": "C", "text": "冰心"},
+    ]
     assert single.answer_key == {"correct": ["A"]}
     assert multiple.answer_key == {"correct": ["A", "B"]}
     assert numeric.answer_key == {"value": 9.8, "tolerance": 0.1}
@@ -153,8 +185,9 @@ def test_each_kind_of_question_through_the_form(client, draft, teacher, rubric_t
     ],
     ids=["numeric", "tolerance", "regex", "choice-key", "single-two", "one-option", "no-rubric"],
 )
-def test_answer_keys_are_validated_field_by_field(client, draft, teacher, kind, data, field,
-                                                  message):  # fmt: skip
+def test_answer_keys_are_validated_field_by_field(
+    client, draft, teacher, kind, data, field, message
+):
     client.force_login(teacher)
     response = post_question(client, draft, kind, {"prompt": "题目", "points": 1, **data})
     assert response.status_code == 400
@@ -173,10 +206,15 @@ def test_model_validation_guards_every_writer(draft, teacher):
 
 def test_fields_of_other_kinds_are_dropped(draft, teacher, rubric):
     question = services.question_create(
-        assignment=draft, kind="single_choice", actor=teacher, prompt="?",
+        assignment=draft,
+        kind="single_choice",
+        actor=teacher,
+        prompt="?",
         options=[{"key": "A", "text": "甲"}, {"key": "B", "text": "乙"}],
-        answer_key={"correct": ["A"]}, reference_answer="secret", rubric=rubric,
-    )  # fmt: skip
+        answer_key={"correct": ["A"]},
+        reference_answer="secret",
+        rubric=rubric,
+    )
     assert question.rubric is None and question.reference_answer == ""
 
 
@@ -184,17 +222,22 @@ def test_reorder_with_buttons(client, draft, teacher):
     client.force_login(teacher)
     for text in ("一", "二", "三"):
         services.question_create(
-            assignment=draft, kind="exact_text", actor=teacher, prompt=text,
+            assignment=draft,
+            kind="exact_text",
+            actor=teacher,
+            prompt=text,
             answer_key={"accepted": [text]},
-        )  # fmt: skip
+        )
     third = draft.questions.get(prompt="三")
     response = client.post(
         reverse("teach:question_move", args=[third.pk]), {"direction": "up"}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 200 and 'id="questions"' in response.content.decode()
     assert list(draft.questions.order_by("order").values_list("prompt", flat=True)) == [
-        "一", "三", "二"
-    ]  # fmt: skip
+        "一",
+        "三",
+        "二",
+    ]
     first = draft.questions.get(prompt="一")
     client.post(reverse("teach:question_move", args=[first.pk]), {"direction": "up"})  # no-op
     assert draft.questions.get(prompt="一").order == 1
@@ -220,8 +263,9 @@ def test_deleting_renumbers(draft, teacher):
     ]
     services.question_delete(question=made[0], actor=teacher)
     assert list(draft.questions.order_by("order").values_list("order", "prompt")) == [
-        (1, "二"), (2, "三")
-    ]  # fmt: skip
+        (1, "二"),
+        (2, "三"),
+    ]
 
 
 def test_publish_needs_questions_and_then_students_see_it(client, draft, teacher, student):
@@ -279,10 +323,14 @@ def test_correcting_an_answer_key_rescores_handed_in_answers(
     from grading.models import Answer, AuditEvent, GradeSource
 
     question = services.question_create(
-        assignment=assignment, kind="single_choice", actor=teacher, prompt="《背影》的作者？",
+        assignment=assignment,
+        kind="single_choice",
+        actor=teacher,
+        prompt="《背影》的作者？",
         options=[{"key": "A", "text": "朱自清"}, {"key": "B", "text": "鲁迅"}],
-        answer_key={"correct": ["B"]}, points=2,
-    )  # fmt: skip
+        answer_key={"correct": ["B"]},
+        points=2,
+    )
     submit(assignment, student, {question: ["A"]})
     submit(assignment, other_student, {question: ["B"]})
     ids = list(Answer.objects.values_list("pk", flat=True))
@@ -290,16 +338,22 @@ def test_correcting_an_answer_key_rescores_handed_in_answers(
     grading.answers_grade(answer_ids=ids)
 
     def points() -> dict[str, int]:
-        return dict(Answer.objects.values_list("submission__student__username",
-                                               "final_grade__points"))  # fmt: skip
+        return dict(
+            Answer.objects.values_list("submission__student__username", "final_grade__points")
+        )
 
     assert points() == {"student": 0, "other_student": 2}
     client.force_login(teacher)
     response = client.post(
         reverse("teach:question_edit", args=[question.pk]),
-        {"kind": "single_choice", "prompt": "《背影》的作者？", "points": 2,
-         "options": "朱自清\n鲁迅", "correct": "A"},
-    )  # fmt: skip
+        {
+            "kind": "single_choice",
+            "prompt": "《背影》的作者？",
+            "points": 2,
+            "options": "朱自清\n鲁迅",
+            "correct": "A",
+        },
+    )
     assert response.status_code == 302
     assert points() == {"student": 2, "other_student": 0}
     assert set(Answer.objects.values_list("final_grade__source", flat=True)) == {

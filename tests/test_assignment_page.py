@@ -26,8 +26,9 @@ def urls(assignment):
     ]
 
 
-def test_only_the_courses_teachers_may_open_it(client, handed_in, teacher, student, other_teacher,
-                                               outsider):  # fmt: skip
+def test_only_the_courses_teachers_may_open_it(
+    client, handed_in, teacher, student, other_teacher, outsider
+):
     for url in urls(handed_in):
         assert client.get(url).status_code == 302  # anonymous: to the login page
         for user, status in ((teacher, 200), (student, 404), (other_teacher, 404), (outsider, 404)):

@@ -12,8 +12,9 @@ from .test_review_views import graded  # noqa: F401  (fixture)
 def test_audit_views_show_every_step(client, graded, teacher, student, assignment):  # noqa: F811
     answer = graded[0]
     first = answer.current_assessment.scores.order_by("criterion__order").first()
-    services.grade_approve(answer=answer, actor=teacher, scores={first.criterion_id: 19},
-                           reason="论点清楚")  # fmt: skip
+    services.grade_approve(
+        answer=answer, actor=teacher, scores={first.criterion_id: 19}, reason="论点清楚"
+    )
     services.grades_release(assignment=assignment, actor=teacher)
     client.force_login(teacher)
     page = client.get(reverse("grading:audit", args=[assignment.pk])).content.decode()

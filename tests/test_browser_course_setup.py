@@ -154,7 +154,19 @@ def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
     student_page.click("form button.primary")
     student_page.wait_for_selector(f"a[href='/assignments/{assignment.pk}/']")
     assert "第一单元测验" in student_page.inner_text("main")
-    assert AuditEvent.objects.filter(
-        action__in=["course.created", "roster.imported", "assignment.created",
-                    "question.created", "rubric.copied", "assignment.published"]
-    ).values("action").distinct().count() == 6  # fmt: skip
+    assert (
+        AuditEvent.objects.filter(
+            action__in=[
+                "course.created",
+                "roster.imported",
+                "assignment.created",
+                "question.created",
+                "rubric.copied",
+                "assignment.published",
+            ]
+        )
+        .values("action")
+        .distinct()
+        .count()
+        == 6
+    )

@@ -50,9 +50,12 @@ class Cluster:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "qcluster"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     def kill(self) -> None:
         """SIGKILL the whole group: no clean shutdown, tasks in flight are not acknowledged."""

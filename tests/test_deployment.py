@@ -105,8 +105,15 @@ def test_env_example_documents_every_setting_the_compose_file_reads(compose):
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", (DOCKER / "compose.yaml").read_text()))
     assert used - {"MARKWISE_VERSION"} <= documented, used - documented
-    for setting in ("SECRET_KEY", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "LLM_BASE_URL",
-                    "LLM_MAX_CONCURRENCY", "Q_WORKERS", "REDIS_URL"):  # fmt: skip
+    for setting in (
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "LLM_BASE_URL",
+        "LLM_MAX_CONCURRENCY",
+        "Q_WORKERS",
+        "REDIS_URL",
+    ):
         assert setting in documented
     # Each setting has an explanation right above it.
     lines = example.splitlines()
@@ -140,8 +147,9 @@ def test_hadolint_is_clean():
     hadolint = Path(sys.executable).parent / "hadolint"
     result = subprocess.run(
         [str(hadolint), "--failure-threshold", "info", str(DOCKER / "Dockerfile")],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -188,7 +196,10 @@ def test_check_deploy_passes_with_production_environment(tmp_path):
     env.pop("SECRET_KEY", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

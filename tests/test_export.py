@@ -12,8 +12,13 @@ from grading import services
 from .test_review_views import graded  # noqa: F401  (fixture)
 
 
-def test_csv_has_bom_chinese_headers_and_only_approved_grades(client, graded, teacher,  # noqa: F811
-                                                              student, assignment):  # fmt: skip
+def test_csv_has_bom_chinese_headers_and_only_approved_grades(
+    client,
+    graded,  # noqa: F811
+    teacher,
+    student,
+    assignment,
+):
     services.grade_approve(answer=graded[0], actor=teacher)
     url = reverse("grading:export", args=[assignment.pk])
     client.force_login(student)

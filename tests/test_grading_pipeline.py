@@ -214,8 +214,9 @@ def test_changed_rubric_or_model_regrades(
     assert len(fake_llm.requests) == 2
 
 
-def test_self_consistency_median_and_confidence(fake_llm, settings, grade_now, assignment,
-                                                essay_question):  # fmt: skip
+def test_self_consistency_median_and_confidence(
+    fake_llm, settings, grade_now, assignment, essay_question
+):
     settings.LLM_SAMPLES = 3
     answer = essay_answer(assignment, essay_question, GOOD)
     grade_now([answer])
@@ -229,18 +230,30 @@ def test_self_consistency_median_and_confidence(fake_llm, settings, grade_now, a
 
 def test_objective_answers_are_scored_without_a_model(fake_llm, grade_now, assignment, student):
     q_choice = Question.objects.create(
-        assignment=assignment, order=2, kind=QuestionKind.SINGLE_CHOICE, prompt="?",
+        assignment=assignment,
+        order=2,
+        kind=QuestionKind.SINGLE_CHOICE,
+        prompt="?",
         options=[{"key": "A", "text": "a"}, {"key": "B", "text": "b"}],
-        answer_key={"correct": ["B"]}, points=2,
-    )  # fmt: skip
+        answer_key={"correct": ["B"]},
+        points=2,
+    )
     q_num = Question.objects.create(
-        assignment=assignment, order=3, kind=QuestionKind.NUMERIC, prompt="g?",
-        answer_key={"value": 9.8, "tolerance": 0.1}, points=1,
-    )  # fmt: skip
+        assignment=assignment,
+        order=3,
+        kind=QuestionKind.NUMERIC,
+        prompt="g?",
+        answer_key={"value": 9.8, "tolerance": 0.1},
+        points=1,
+    )
     q_bad = Question.objects.create(
-        assignment=assignment, order=4, kind=QuestionKind.EXACT_TEXT, prompt="?",
-        answer_key={"accepted": ["("], "regex": True}, points=1,
-    )  # fmt: skip
+        assignment=assignment,
+        order=4,
+        kind=QuestionKind.EXACT_TEXT,
+        prompt="?",
+        answer_key={"accepted": ["("], "regex": True},
+        points=1,
+    )
     submission = submit(assignment, student, {q_choice: ["B"], q_num: "9,75", q_bad: "x"})
     grade_now(list(submission.answers.all()))
     assert fake_llm.requests == []
@@ -285,13 +298,19 @@ def test_submitting_enqueues_after_commit(
     settings.GRADING_CHUNK_SIZE = 2
     submission = Submission.objects.create(assignment=assignment, student=student)
     extra = Question.objects.create(
-        assignment=assignment, order=2, kind=QuestionKind.NUMERIC, prompt="g?",
+        assignment=assignment,
+        order=2,
+        kind=QuestionKind.NUMERIC,
+        prompt="g?",
         answer_key={"value": 9.8, "tolerance": 0.1},
-    )  # fmt: skip
+    )
     Question.objects.create(
-        assignment=assignment, order=3, kind=QuestionKind.NUMERIC, prompt="c?",
+        assignment=assignment,
+        order=3,
+        kind=QuestionKind.NUMERIC,
+        prompt="c?",
         answer_key={"value": 3e8, "tolerance": 1e6},
-    )  # fmt: skip
+    )
     for q in assignment.questions.all():
         Answer.objects.create(submission=submission, question=q, text="9.8" if q == extra else GOOD)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:

@@ -85,8 +85,13 @@ def test_grammar_constrained_reply_usage_and_prefix_cache(on_llama, small_rubric
     async def go():
         async with LLMClient(concurrency=2) as llm:
             # max_tokens above the schema's bounded length: the grammar must close the JSON.
-            first = await llm.chat(context.messages("It orbits Earth."), schema=context.schema(),
-                                   seed=1, n=2, max_tokens=2000)  # fmt: skip
+            first = await llm.chat(
+                context.messages("It orbits Earth."),
+                schema=context.schema(),
+                seed=1,
+                n=2,
+                max_tokens=2000,
+            )
             second = await llm.chat(context.messages("Sunlight."), schema=context.schema(), seed=2)
             return first, second
 
@@ -114,10 +119,13 @@ def test_pipeline_grades_through_real_batching(on_llama, assignment, small_rubri
     assignment.language = Language.EN
     assignment.save()
     question = Question.objects.create(
-        assignment=assignment, order=1, kind=QuestionKind.SHORT_ANSWER,
-        prompt="Why does the Moon have phases?", rubric=small_rubric,
+        assignment=assignment,
+        order=1,
+        kind=QuestionKind.SHORT_ANSWER,
+        prompt="Why does the Moon have phases?",
+        rubric=small_rubric,
         reference_answer="It reflects sunlight; we see varying parts of its lit half.",
-    )  # fmt: skip
+    )
     texts = [
         "The Moon reflects sunlight and we see different parts of the lit half.",
         "Because the Earth's shadow covers it.",
@@ -166,7 +174,5 @@ def test_pipeline_grades_through_real_batching(on_llama, assignment, small_rubri
         assert "prompt_injection_suspected" in injected.current_assessment.flags
     # Requests overlapped in the server's parallel slots: one at a time, the model
     # time could never add up to more than the time the whole batch took.
-    model_time = sum(
-        r.latency_ms or 0 for a in graded for r in a.assessments.all()
-    ) / 1000  # fmt: skip
+    model_time = sum(r.latency_ms or 0 for a in graded for r in a.assessments.all()) / 1000
     assert model_time > wall

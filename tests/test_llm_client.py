@@ -15,17 +15,34 @@ from .fake_llm import FakeLLM
 RUBRIC = {
     "title": "Science",
     "criteria": [
-        {"id": 1, "title": "Accuracy", "description": "", "max_points": 4, "scoring": "range",
-         "levels": []},
-        {"id": 2, "title": "Vocabulary", "description": "", "max_points": 2, "scoring": "levels",
-         "levels": [{"points": 0, "title": "", "descriptor": "none"},
-                    {"points": 2, "title": "", "descriptor": "precise"}]},
+        {
+            "id": 1,
+            "title": "Accuracy",
+            "description": "",
+            "max_points": 4,
+            "scoring": "range",
+            "levels": [],
+        },
+        {
+            "id": 2,
+            "title": "Vocabulary",
+            "description": "",
+            "max_points": 2,
+            "scoring": "levels",
+            "levels": [
+                {"points": 0, "title": "", "descriptor": "none"},
+                {"points": 2, "title": "", "descriptor": "precise"},
+            ],
+        },
     ],
-}  # fmt: skip
+}
 CONTEXT = GradingContext(
-    language="en", question="Why phases?", reference_answer="Reflected light.", guidelines="",
+    language="en",
+    question="Why phases?",
+    reference_answer="Reflected light.",
+    guidelines="",
     rubric=RUBRIC,
-)  # fmt: skip
+)
 
 
 def chat(**client_options):

@@ -9,17 +9,23 @@ from django.utils import timezone
 from grading.models import Answer, Submission, SubmissionStatus
 
 ANON, STUDENT, OTHER_STUDENT, TEACHER, OTHER_TEACHER = (
-    "anonymous", "student", "other_student", "teacher", "other_teacher"
-)  # fmt: skip
+    "anonymous",
+    "student",
+    "other_student",
+    "teacher",
+    "other_teacher",
+)
 LOGIN = 302  # anonymous users are sent to the login page
 
 
 @pytest.fixture
 def world(assignment, essay_question, teacher, student, other_student, other_teacher):
     submission = Submission.objects.create(
-        assignment=assignment, student=student, status=SubmissionStatus.SUBMITTED,
+        assignment=assignment,
+        student=student,
+        status=SubmissionStatus.SUBMITTED,
         submitted_at=timezone.now(),
-    )  # fmt: skip
+    )
     answer = Answer.objects.create(
         submission=submission, question=essay_question, text="作文", status="needs_manual"
     )
@@ -38,41 +44,93 @@ def world(assignment, essay_question, teacher, student, other_student, other_tea
 
 # (method, url name, kwargs key, expected per actor)
 MATRIX = [
-    ("get", "home", None, {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200, TEACHER: 200,
-                           OTHER_TEACHER: 200}),
-    ("get", "assignment_feedback", "a", {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200,
-                                         TEACHER: 404, OTHER_TEACHER: 404}),
-    ("get", "grading:assignment", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                        TEACHER: 200, OTHER_TEACHER: 404}),
-    ("get", "grading:progress", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                      TEACHER: 200, OTHER_TEACHER: 404}),
-    ("post", "grading:grade", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                    TEACHER: 302, OTHER_TEACHER: 404}),
-    ("get", "grading:queue", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                   TEACHER: 200, OTHER_TEACHER: 404}),
-    ("post", "grading:bulk_approve", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                           TEACHER: 302, OTHER_TEACHER: 404}),
-    ("get", "grading:review", "answer", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                         TEACHER: 200, OTHER_TEACHER: 404}),
-    ("post", "grading:review", "answer", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                          TEACHER: 409, OTHER_TEACHER: 404}),
-    ("get", "grading:export", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                    TEACHER: 200, OTHER_TEACHER: 404}),
-    ("get", "grading:audit", "a", {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404,
-                                   TEACHER: 200, OTHER_TEACHER: 404}),
-    ("get", "grading:submission_audit", "submission", {ANON: LOGIN, STUDENT: 404,
-                                                       OTHER_STUDENT: 404, TEACHER: 200,
-                                                       OTHER_TEACHER: 404}),
-    ("get", "admin:index", None, {ANON: LOGIN, STUDENT: LOGIN, OTHER_STUDENT: LOGIN,
-                                  TEACHER: LOGIN, OTHER_TEACHER: LOGIN}),
-]  # fmt: skip
+    (
+        "get",
+        "home",
+        None,
+        {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200, TEACHER: 200, OTHER_TEACHER: 200},
+    ),
+    (
+        "get",
+        "assignment_feedback",
+        "a",
+        {ANON: LOGIN, STUDENT: 200, OTHER_STUDENT: 200, TEACHER: 404, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:assignment",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:progress",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "post",
+        "grading:grade",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 302, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:queue",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "post",
+        "grading:bulk_approve",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 302, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:review",
+        "answer",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "post",
+        "grading:review",
+        "answer",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 409, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:export",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:audit",
+        "a",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "grading:submission_audit",
+        "submission",
+        {ANON: LOGIN, STUDENT: 404, OTHER_STUDENT: 404, TEACHER: 200, OTHER_TEACHER: 404},
+    ),
+    (
+        "get",
+        "admin:index",
+        None,
+        {ANON: LOGIN, STUDENT: LOGIN, OTHER_STUDENT: LOGIN, TEACHER: LOGIN, OTHER_TEACHER: LOGIN},
+    ),
+]
 
 
 @pytest.mark.parametrize(
     "method,name,key,expected", MATRIX, ids=[f"{m} {n}" for m, n, *_ in MATRIX]
 )
-def test_permission_matrix(client, world, no_llm, django_capture_on_commit_callbacks, method,
-                           name, key, expected):  # fmt: skip
+def test_permission_matrix(
+    client, world, no_llm, django_capture_on_commit_callbacks, method, name, key, expected
+):
     url = reverse(name, args=[world[key]] if key else [])
     for actor, status in expected.items():
         client.logout()

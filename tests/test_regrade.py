@@ -27,11 +27,13 @@ def released(graded, teacher, assignment):  # noqa: F811
 def test_rules_for_asking(graded, released, teacher):  # noqa: F811
     owner = released.submission.student
     with pytest.raises(SubmissionError):
-        services.regrade_request_create(answer=released, student=graded[1].submission.student,
-                                        comment="mine?")  # fmt: skip
+        services.regrade_request_create(
+            answer=released, student=graded[1].submission.student, comment="mine?"
+        )
     with pytest.raises(SubmissionError):
-        services.regrade_request_create(answer=graded[1], student=graded[1].submission.student,
-                                        comment="not approved yet")  # fmt: skip
+        services.regrade_request_create(
+            answer=graded[1], student=graded[1].submission.student, comment="not approved yet"
+        )
     with pytest.raises(SubmissionError):
         services.regrade_request_create(answer=released, student=owner, comment="  ")
     services.regrade_request_create(answer=released, student=owner, comment="第二段被忽略了")
@@ -51,8 +53,13 @@ def test_round_trip_over_http(client, released, teacher, assignment):
     assert "请再看看结构" in review
     # The teacher changes a score (an audited override), then answers.
     first = released.current_assessment.scores.order_by("criterion__order").first()
-    services.grade_approve(answer=released, actor=teacher, scores={first.criterion_id: 18},
-                           reason="复核后加分", expected_version=1)  # fmt: skip
+    services.grade_approve(
+        answer=released,
+        actor=teacher,
+        scores={first.criterion_id: 18},
+        reason="复核后加分",
+        expected_version=1,
+    )
     client.post(reverse("grading:regrade_answer", args=[request.pk]), {"response": "已加分"})
     request.refresh_from_db()
     assert request.status == RegradeStatus.ANSWERED and request.responder == teacher

@@ -94,8 +94,9 @@ def test_bulk_approve_skips_flagged_unless_ticked(graded, teacher):
     assert (approved, skipped) == (1, 0)
 
 
-def test_needs_manual_answers_are_graded_by_hand(fake_llm, django_capture_on_commit_callbacks,
-                                                 assignment, essay_question, teacher):  # fmt: skip
+def test_needs_manual_answers_are_graded_by_hand(
+    fake_llm, django_capture_on_commit_callbacks, assignment, essay_question, teacher
+):
     fake_llm.default = "error500"
     answer = submit(assignment, make_user("m1"), {essay_question: GOOD}).answers.get()
     with django_capture_on_commit_callbacks(execute=False):

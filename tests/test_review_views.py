@@ -90,8 +90,9 @@ def test_anonymous_grading_hides_names(client, graded, teacher, assignment):
     assert name not in review and f"#{graded[0].pk}" in review
 
 
-def test_answer_text_is_escaped(client, fake_llm, django_capture_on_commit_callbacks, assignment,
-                                essay_question, teacher):  # fmt: skip
+def test_answer_text_is_escaped(
+    client, fake_llm, django_capture_on_commit_callbacks, assignment, essay_question, teacher
+):
     answer = submit(
         assignment, make_user("x1"), {essay_question: GOOD + "<script>alert(1)</script>"}
     ).answers.get()
@@ -115,8 +116,9 @@ def _queries(client, url) -> int:
     return len(captured)
 
 
-def test_constant_queries_10_vs_200(client, fake_llm, django_capture_on_commit_callbacks,
-                                    assignment, essay_question, teacher):  # fmt: skip
+def test_constant_queries_10_vs_200(
+    client, fake_llm, django_capture_on_commit_callbacks, assignment, essay_question, teacher
+):
     client.force_login(teacher)
 
     def add(n: int, start: int) -> list[Answer]:

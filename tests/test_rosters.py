@@ -150,22 +150,28 @@ def test_roster_htmx_add_and_remove(client, course, teacher, outsider):
 
 def test_preview_classifies_rows_and_changes_nothing(course, teacher, student):
     make_user("existing01")
-    text = roster([
-        "new01,陈小雨,xiaoyu@school.cn,20260101",
-        "existing01,,,",
-        "student,李明,,",
-        "bad01,王五,not-an-email,20260103",
-        "new01,陈小雨,xiaoyu@school.cn,20260101",
-        ",没有账号,,",
-        "",
-    ])  # fmt: skip
+    text = roster(
+        [
+            "new01,陈小雨,xiaoyu@school.cn,20260101",
+            "existing01,,,",
+            "student,李明,,",
+            "bad01,王五,not-an-email,20260103",
+            "new01,陈小雨,xiaoyu@school.cn,20260101",
+            ",没有账号,,",
+            "",
+        ]
+    )
     users_before = User.objects.count()
     preview = services.roster_preview(course=course, text=text)
     statuses = [(row.line, row.status) for row in preview.rows]
     assert statuses == [
-        (2, RowStatus.NEW), (3, RowStatus.EXISTING), (4, RowStatus.ENROLLED),
-        (5, RowStatus.INVALID), (6, RowStatus.INVALID), (7, RowStatus.INVALID),
-    ]  # fmt: skip
+        (2, RowStatus.NEW),
+        (3, RowStatus.EXISTING),
+        (4, RowStatus.ENROLLED),
+        (5, RowStatus.INVALID),
+        (6, RowStatus.INVALID),
+        (7, RowStatus.INVALID),
+    ]
     problems = {row.line: " ".join(row.problems) for row in preview.rows}
     assert "not-an-email" in problems[5]
     assert "Repeats row 2" in problems[6]
@@ -200,12 +206,14 @@ def test_re_import_is_idempotent(course, teacher):
 
 def test_import_refuses_conflicting_accounts(course, teacher):
     make_user("zhao", student_number="20260301", email="zhao@school.cn")
-    text = roster([
-        "qian,钱,,20260301",  # someone else's student number
-        "sun,孙,ZHAO@school.cn,",  # someone else's e-mail
-        "teacher,王老师,,",  # teaches here
-        "li li,李,,",  # a space is not allowed in a username
-    ])  # fmt: skip
+    text = roster(
+        [
+            "qian,钱,,20260301",  # someone else's student number
+            "sun,孙,ZHAO@school.cn,",  # someone else's e-mail
+            "teacher,王老师,,",  # teaches here
+            "li li,李,,",  # a space is not allowed in a username
+        ]
+    )
     preview = services.roster_preview(course=course, text=text)
     assert [row.status for row in preview.rows] == [RowStatus.INVALID] * 4
     assert "belongs to another account" in preview.rows[0].problems[0]
@@ -266,9 +274,12 @@ def test_import_pages_preview_then_import_then_print_passwords(client, course, t
     assert response.status_code == 302 and response["Location"] == reverse("password_change")
     response = client.post(
         reverse("password_change"),
-        {"old_password": password, "new_password1": "A-much-better-1", "new_password2":
-         "A-much-better-1"},
-    )  # fmt: skip
+        {
+            "old_password": password,
+            "new_password1": "A-much-better-1",
+            "new_password2": "A-much-better-1",
+        },
+    )
     assert response.status_code == 302
     assert client.get(reverse("home")).status_code == 200
     assert not User.objects.get(username=username).must_change_password
@@ -290,15 +301,21 @@ def test_existing_users_are_not_forced_to_change_password(client, student):
 def test_e_mail_checks_ignore_case_and_catch_repeats_in_the_file(course, teacher):
     make_user("alice", email="Alice@School.edu")
     long_address = "a" * 250 + "@school.cn"
-    text = roster([
-        "alice2,Alice,alice@school.edu,",
-        "p1,甲,same@school.cn,",
-        "p2,乙,SAME@school.cn,",
-        f"p3,丙,{long_address},",
-    ])  # fmt: skip
+    text = roster(
+        [
+            "alice2,Alice,alice@school.edu,",
+            "p1,甲,same@school.cn,",
+            "p2,乙,SAME@school.cn,",
+            f"p3,丙,{long_address},",
+        ]
+    )
     rows = services.roster_preview(course=course, text=text).rows
-    assert [r.status for r in rows] == [RowStatus.INVALID, RowStatus.NEW, RowStatus.INVALID,
-                                        RowStatus.INVALID]  # fmt: skip
+    assert [r.status for r in rows] == [
+        RowStatus.INVALID,
+        RowStatus.NEW,
+        RowStatus.INVALID,
+        RowStatus.INVALID,
+    ]
     assert "already used by account alice" in rows[0].problems[0]
     assert "also on row 3" in rows[2].problems[0]
     assert "too long" in rows[3].problems[0]

@@ -43,9 +43,10 @@ def graded(assignment, essay_question, student, other_student, no_llm):
 
 def change(client, rubric, op, **data):
     return client.post(
-        reverse("grading:rubric_change", args=[rubric.pk]), {"op": op, **data},
+        reverse("grading:rubric_change", args=[rubric.pk]),
+        {"op": op, **data},
         HTTP_HX_REQUEST="true",
-    )  # fmt: skip
+    )
 
 
 def test_unused_rubric_is_edited_in_place(rubric, essay_question, teacher):
@@ -75,8 +76,11 @@ def test_editing_a_used_rubric_makes_a_new_version(rubric, essay_question, teach
         assert assessment.rubric_snapshot_id == v1_snapshot.pk
         assert assessment.rubric_snapshot.data["version"] == 1
         assert {c["title"] for c in assessment.rubric_snapshot.data["criteria"]} >= {"内容切题"}
-        assert set(CriterionScore.objects.filter(assessment=assessment).values_list(
-            "criterion__rubric_id", flat=True)) == {rubric.pk}  # fmt: skip
+        assert set(
+            CriterionScore.objects.filter(assessment=assessment).values_list(
+                "criterion__rubric_id", flat=True
+            )
+        ) == {rubric.pk}
     # Levels came along, and further edits stay on version 2 (it has scored nothing yet).
     assert Level.objects.filter(criterion__rubric=v2).count() == 10
     again = rubrics.criterion_add(rubric=v2, actor=teacher, title="书写", max_points=5)
@@ -93,8 +97,15 @@ def test_answers_scored_with_the_old_version_are_listed_and_regraded(
     ).rubric
     services.grade_approve(answer=graded[0], actor=teacher)  # approved under version 1
     outdated = rubrics.rubric_outdated_by_assignment(v2)
-    assert outdated == [{"assignment_id": assignment.pk, "title": assignment.title, "total": 2,
-                         "approved": 1, "regradable": 1}]  # fmt: skip
+    assert outdated == [
+        {
+            "assignment_id": assignment.pk,
+            "title": assignment.title,
+            "total": 2,
+            "approved": 1,
+            "regradable": 1,
+        }
+    ]
     with django_capture_on_commit_callbacks(execute=False):
         queued = rubrics.rubric_regrade_outdated(rubric=v2, assignment=assignment, actor=teacher)
     assert queued == 1
@@ -138,14 +149,22 @@ def test_builder_htmx_round_trip(client, teacher, rubric, essay_question):
     client.force_login(teacher)
     page = client.get(reverse("grading:rubric", args=[rubric.pk])).content.decode()
     assert 'id="rubric-total"' in page and ">100<" in page
-    response = change(client, rubric, "criterion.add", title="书写工整", max_points=5,
-                      scoring="range", description="")  # fmt: skip
+    response = change(
+        client,
+        rubric,
+        "criterion.add",
+        title="书写工整",
+        max_points=5,
+        scoring="range",
+        description="",
+    )
     body = response.content.decode()
     assert response.status_code == 200 and body.startswith('\n<div id="rubric-builder"')
     assert "书写工整" in body and ">105<" in body
     new = rubric.criteria.get(title="书写工整")
-    response = change(client, rubric, "level.add", criterion=new.pk, points=9, title="",
-                      descriptor="太高")  # fmt: skip
+    response = change(
+        client, rubric, "level.add", criterion=new.pk, points=9, title="", descriptor="太高"
+    )
     assert response.status_code == 400 and "maximum of 5 points" in response.content.decode()
     assert not new.levels.exists()
     response = change(client, rubric, "criterion.up", criterion=new.pk)
@@ -159,9 +178,15 @@ def test_builder_redirects_to_the_new_version(client, teacher, rubric, essay_que
     client.force_login(teacher)
     criterion = rubric.criteria.first()
     response = change(
-        client, rubric, "criterion.update", criterion=criterion.pk, title=criterion.title,
-        max_points=25, scoring="range", description="",
-    )  # fmt: skip
+        client,
+        rubric,
+        "criterion.update",
+        criterion=criterion.pk,
+        title=criterion.title,
+        max_points=25,
+        scoring="range",
+        description="",
+    )
     v2 = Rubric.objects.get(lineage=rubric.lineage, version=2)
     assert response.status_code == 200
     assert response["HX-Redirect"] == reverse("grading:rubric", args=[v2.pk])
@@ -207,10 +232,13 @@ def test_students_never_reach_rubrics(client, student, rubric, outsider):
 def test_saving_without_changes_makes_no_version(rubric, essay_question, teacher, graded):
     criterion = rubric.criteria.first()
     edit = rubrics.criterion_update(
-        criterion=criterion, actor=teacher, title=criterion.title,
-        max_points=criterion.max_points, scoring=criterion.scoring,
+        criterion=criterion,
+        actor=teacher,
+        title=criterion.title,
+        max_points=criterion.max_points,
+        scoring=criterion.scoring,
         description=criterion.description,
-    )  # fmt: skip
+    )
     assert not edit.versioned
     rubrics.rubric_update(rubric=rubric, actor=teacher, title=rubric.title, language="zh-hans")
     assert Rubric.objects.filter(lineage=rubric.lineage).count() == 1
@@ -232,8 +260,9 @@ def test_a_colleagues_rubric_is_editable_only_inside_shared_courses(
 
     rubric.owner = teacher
     rubric.save()
-    Enrollment.objects.create(course=essay_question.assignment.course, user=other_teacher,
-                              role=Role.TEACHER)  # fmt: skip
+    Enrollment.objects.create(
+        course=essay_question.assignment.course, user=other_teacher, role=Role.TEACHER
+    )
     assert permissions.editable_rubrics(other_teacher).filter(pk=rubric.pk).exists()
     # Once the owner also uses it in a course the colleague does not teach, it is theirs alone.
     solo = essay_question.assignment
@@ -246,9 +275,14 @@ def test_a_colleagues_rubric_is_editable_only_inside_shared_courses(
     assert permissions.editable_rubrics(teacher).filter(pk=rubric.pk).exists()
 
 
-@pytest.mark.parametrize("data", [{"op": "criterion.delete", "criterion": "abc"},
-                                  {"op": "level.delete", "level": "1x"},
-                                  {"op": "rubric.update", "criterion": "-1"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"op": "criterion.delete", "criterion": "abc"},
+        {"op": "level.delete", "level": "1x"},
+        {"op": "rubric.update", "criterion": "-1"},
+    ],
+)
 def test_malformed_ids_are_not_found(client, teacher, rubric, essay_question, data):
     client.force_login(teacher)
     response = client.post(reverse("grading:rubric_change", args=[rubric.pk]), data)

@@ -126,9 +126,12 @@ def test_rule_engine_ranks_answers_sensibly():
 
     def total(answer: str) -> int:
         return rules.propose(
-            snapshot=snapshot, question=demo_data.SCIENCE_PROMPT,
-            reference=demo_data.SCIENCE_REFERENCE, answer=answer, language="en",
-        ).total()  # fmt: skip
+            snapshot=snapshot,
+            question=demo_data.SCIENCE_PROMPT,
+            reference=demo_data.SCIENCE_REFERENCE,
+            answer=answer,
+            language="en",
+        ).total()
 
     strong, good, misconception, _, vague, _, off_topic = demo_data.SCIENCE_ANSWERS[:7]
     assert total(strong) > total(good) > total(vague)
@@ -141,9 +144,12 @@ def test_rule_engine_on_chinese_essays():
 
     def propose(answer: str):
         return rules.propose(
-            snapshot=snapshot, question=demo_data.ESSAY_PROMPT,
-            reference=demo_data.ESSAY_REFERENCE, answer=answer, language="zh-hans",
-        )  # fmt: skip
+            snapshot=snapshot,
+            question=demo_data.ESSAY_PROMPT,
+            reference=demo_data.ESSAY_REFERENCE,
+            answer=answer,
+            language="zh-hans",
+        )
 
     strong, weak, off_topic = (propose(demo_data.ESSAYS[i]) for i in (0, 4, 5))
     assert strong.total() > weak.total() > off_topic.total()
@@ -157,8 +163,11 @@ def test_rule_engine_respects_level_scoring():
     for c in snapshot["criteria"]:
         c["scoring"] = "levels"
     proposal = rules.propose(
-        snapshot=snapshot, question=demo_data.SCIENCE_PROMPT,
-        reference=demo_data.SCIENCE_REFERENCE, answer=demo_data.SCIENCE_ANSWERS[1], language="en",
-    )  # fmt: skip
+        snapshot=snapshot,
+        question=demo_data.SCIENCE_PROMPT,
+        reference=demo_data.SCIENCE_REFERENCE,
+        answer=demo_data.SCIENCE_ANSWERS[1],
+        language="en",
+    )
     for score, c in zip(proposal.scores, snapshot["criteria"], strict=True):
         assert score in {lv["points"] for lv in c["levels"]}

@@ -16,13 +16,17 @@ def post(client, assignment, data):
     return client.post(reverse("assignment_work", args=[assignment.pk]), data)
 
 
-def test_draft_then_hand_in_queues_grading(client, student, assignment, essay_question,
-                                           django_capture_on_commit_callbacks):  # fmt: skip
+def test_draft_then_hand_in_queues_grading(
+    client, student, assignment, essay_question, django_capture_on_commit_callbacks
+):
     choice = Question.objects.create(
-        assignment=assignment, order=2, kind=QuestionKind.SINGLE_CHOICE, prompt="?",
+        assignment=assignment,
+        order=2,
+        kind=QuestionKind.SINGLE_CHOICE,
+        prompt="?",
         options=[{"key": "A", "text": "a"}, {"key": "B", "text": "b"}],
         answer_key={"correct": ["B"]},
-    )  # fmt: skip
+    )
     client.force_login(student)
     page = client.get(reverse("assignment_work", args=[assignment.pk])).content.decode()
     assert essay_question.prompt in page and "参考" not in page  # no reference answer leaks
@@ -53,8 +57,9 @@ def test_deadline_refused_with_a_clear_message(client, student, assignment, essa
     assert not Submission.objects.exists()
 
 
-def test_late_work_accepted_and_marked(client, student, assignment, essay_question,
-                                       django_capture_on_commit_callbacks):  # fmt: skip
+def test_late_work_accepted_and_marked(
+    client, student, assignment, essay_question, django_capture_on_commit_callbacks
+):
     assignment.due_at = timezone.now() - datetime.timedelta(hours=1)
     assignment.late_policy = LatePolicy.ACCEPT
     assignment.save()
@@ -64,8 +69,9 @@ def test_late_work_accepted_and_marked(client, student, assignment, essay_questi
     assert Submission.objects.get().is_late
 
 
-def test_attempts_are_limited(client, student, assignment, essay_question,
-                              django_capture_on_commit_callbacks):  # fmt: skip
+def test_attempts_are_limited(
+    client, student, assignment, essay_question, django_capture_on_commit_callbacks
+):
     client.force_login(student)
     with django_capture_on_commit_callbacks(execute=True):
         post(client, assignment, {f"text-{essay_question.pk}": "一", "action": "submit"})

@@ -35,8 +35,13 @@ ROUTES = [
     ("post", "teach:course_archive", "course", {"archived": "1"}, 302),
     ("post", "teach:roster_add", "course", {"identifier": "outsider", "role": "ta"}, 302),
     ("get", "teach:roster_import", "course", None, 200),
-    ("post", "teach:roster_import", "course", {"csv_text": "username\nintruder\n",
-                                               "action": "import"}, 200),
+    (
+        "post",
+        "teach:roster_import",
+        "course",
+        {"csv_text": "username\nintruder\n", "action": "import"},
+        200,
+    ),
     ("post", "teach:enrollment_end", "enrollment", {}, 302),
     ("get", "teach:assignment_create", "course", None, 200),
     ("post", "teach:assignment_create", "course", {"title": "x"}, 400),
@@ -45,15 +50,25 @@ ROUTES = [
     ("post", "teach:assignment_state", "assignment", {"state": "closed"}, 302),
     ("get", "teach:assignment_preview", "assignment", None, 200),
     ("get", "teach:question_create", "assignment", None, 302),
-    ("post", "teach:question_create", "assignment", {"kind": "numeric", "prompt": "?",
-                                                     "points": 1, "value": "1"}, 302),
+    (
+        "post",
+        "teach:question_create",
+        "assignment",
+        {"kind": "numeric", "prompt": "?", "points": 1, "value": "1"},
+        302,
+    ),
     ("get", "teach:question_edit", "question", None, 200),
     ("post", "teach:question_move", "question", {"direction": "down"}, 302),
     ("post", "teach:question_delete", "question", {}, 302),
-    ("post", "grading:rubric_change", "rubric", {"op": "criterion.add", "title": "x",
-                                                 "max_points": 1, "scoring": "range"}, 302),
+    (
+        "post",
+        "grading:rubric_change",
+        "rubric",
+        {"op": "criterion.add", "title": "x", "max_points": 1, "scoring": "range"},
+        302,
+    ),
     ("post", "grading:rubric_change", "rubric", {"op": "criterion.delete"}, 302),
-]  # fmt: skip
+]
 
 
 def _data(data, world):
@@ -65,15 +80,19 @@ def _data(data, world):
 @pytest.mark.parametrize(
     "method,name,key,data,own", ROUTES, ids=[f"{m} {n} {k}" for m, n, k, *_ in ROUTES]
 )
-def test_only_the_courses_teacher_gets_through(client, world, outsider, method, name, key, data,
-                                               own):  # fmt: skip
+def test_only_the_courses_teacher_gets_through(
+    client, world, outsider, method, name, key, data, own
+):
     url = reverse(name, args=[world[key]])
     data = _data(data, world)
     before = (
-        AuditEvent.objects.count(), Course.objects.filter(archived=True).count(),
-        Assignment.objects.count(), Question.objects.count(), Criterion.objects.count(),
+        AuditEvent.objects.count(),
+        Course.objects.filter(archived=True).count(),
+        Assignment.objects.count(),
+        Question.objects.count(),
+        Criterion.objects.count(),
         Enrollment.objects.filter(ended_at__isnull=True).count(),
-    )  # fmt: skip
+    )
     for actor, status in ((ANON, LOGIN), (STUDENT, 404), (OTHER_TEACHER, 404)):
         client.logout()
         if actor != ANON:
@@ -83,10 +102,13 @@ def test_only_the_courses_teacher_gets_through(client, world, outsider, method, 
         if actor == ANON:
             assert response["Location"].startswith(reverse("login"))
     after = (
-        AuditEvent.objects.count(), Course.objects.filter(archived=True).count(),
-        Assignment.objects.count(), Question.objects.count(), Criterion.objects.count(),
+        AuditEvent.objects.count(),
+        Course.objects.filter(archived=True).count(),
+        Assignment.objects.count(),
+        Question.objects.count(),
+        Criterion.objects.count(),
         Enrollment.objects.filter(ended_at__isnull=True).count(),
-    )  # fmt: skip
+    )
     assert after == before, "nothing changed for anyone but the course's teacher"
     client.force_login(world["users"][TEACHER])
     assert getattr(client, method)(url, data or {}).status_code == own

@@ -201,9 +201,13 @@ def _enroll(course: Course, user: User, role: str) -> None:
 
 def _rubric(spec: dict[str, Any], *, owner: User | None, is_template: bool) -> Rubric:
     return rubric_install(
-        spec, owner=owner, is_template=is_template,
-        rubric_model=Rubric, criterion_model=Criterion, level_model=Level,
-    )  # fmt: skip
+        spec,
+        owner=owner,
+        is_template=is_template,
+        rubric_model=Rubric,
+        criterion_model=Criterion,
+        level_model=Level,
+    )
 
 
 def _assignment(
