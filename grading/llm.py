@@ -4,6 +4,11 @@ All outbound HTTP to a model goes through here. Structured output uses the
 OpenAI-standard `response_format={"type": "json_schema", ...}`; the old
 vLLM-only `guided_json` is never sent (vLLM ≥ 0.12 ignores it silently).
 
+The process-wide `Engine` (one event-loop thread and one client per worker
+process, kept between tasks) and the per-worker share of the concurrency
+limit live here too, so every piece of model I/O and its concurrency is in
+one module and the grading rules stay synchronous.
+
 Errors are classified once, here: connection errors, timeouts, 429 and 5xx
 are retried with exponential backoff and full jitter (Retry-After honoured);
 other 4xx cannot succeed on retry and are raised at once with the server's
@@ -15,15 +20,22 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import os
+import queue
 import random
 import ssl
+import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import certifi
 import httpx
 from django.conf import settings
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LLMError(Exception):
@@ -280,3 +292,92 @@ def check_health(*, base_url: str | None = None, timeout: float = 5.0) -> Health
         return HealthReport(False, [], model, f"unexpected /models reply: {exc!r}")
     error = "" if model in models else f"{model} is not served here (serving: {models})"
     return HealthReport(True, models, model, error)
+
+
+# --- The process's engine ------------------------------------------------------------
+
+
+def per_worker_concurrency() -> int:
+    """LLM_MAX_CONCURRENCY is for the whole cluster; each worker process gets its share."""
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 1)))
+    return max(1, settings.LLM_MAX_CONCURRENCY // workers)
+
+
+class Engine:
+    """One event loop thread and one model client per process, kept between tasks.
+
+    Django's ORM is synchronous, so results are persisted in the calling thread
+    while this loop keeps the model server's batch full; and because the
+    client outlives a chunk, its keep-alive connections do too.
+    """
+
+    def __init__(self, key: tuple[Any, ...]) -> None:
+        self.key = key
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llm-engine", daemon=True)
+        self.thread.start()
+        self.client = LLMClient(concurrency=per_worker_concurrency())
+        self.run(self.client.__aenter__())
+
+    def run(self, coroutine: Awaitable[T]) -> T:
+        async def wrapped() -> T:
+            return await coroutine
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result()
+
+    def map_unordered(
+        self,
+        call: Callable[[LLMClient, T], Awaitable[R]],
+        items: list[T],
+        *,
+        on_error: Callable[[T, BaseException], R],
+    ) -> Iterator[R]:
+        """Run `call(client, item)` for every item concurrently; yield results in the
+        calling thread as they finish. An exception becomes `on_error(item, exc)`, so
+        no item is ever lost, not even to cancellation."""
+        results: queue.Queue[R] = queue.Queue()
+
+        async def one(item: T) -> None:
+            try:
+                results.put(await call(self.client, item))
+            except BaseException as exc:
+                results.put(on_error(item, exc))
+                if not isinstance(exc, Exception):
+                    raise
+
+        for item in items:
+            asyncio.run_coroutine_threadsafe(one(item), self.loop)
+        for _ in items:
+            yield results.get()
+
+    def close(self) -> None:
+        self.run(self.client.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def engine() -> Engine:
+    """The process's engine for the current settings (tests change them; a new one is made)."""
+    global _engine
+    key = (
+        settings.LLM_BASE_URL,
+        settings.LLM_MODEL,
+        settings.LLM_API_KEY,
+        settings.LLM_TIMEOUT,
+        settings.LLM_CONNECT_TIMEOUT,
+        settings.LLM_MAX_RETRIES,
+        settings.LLM_BACKOFF_BASE,
+        per_worker_concurrency(),
+        os.getpid(),
+    )
+    with _engine_lock:
+        if _engine is None or _engine.key != key:
+            # An engine inherited from a parent process (fork) is not ours to close.
+            if _engine is not None and _engine.key[-1] == os.getpid():
+                _engine.close()
+            _engine = Engine(key)
+        return _engine

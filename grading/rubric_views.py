@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -17,14 +17,15 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from courses import permissions
 from courses.forms import add_errors
+from courses.http import HtmxHttpRequest
 
-from . import rubrics
+from . import rubrics, selectors
 from .forms import CriterionForm, LevelForm, RubricForm
 from .models import Criterion, Level, Rubric
 
 
 @login_required
-def rubric_library(request: HttpRequest) -> HttpResponse:
+def rubric_library(request: HtmxHttpRequest) -> HttpResponse:
     """My rubrics, the school's templates, colleagues' rubrics to copy; a new blank one."""
     user = request.user
     if not permissions.is_teacher(user):
@@ -56,7 +57,7 @@ def rubric_library(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def rubric_copy(request: HttpRequest, pk: int) -> HttpResponse:
+def rubric_copy(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     source = get_object_or_404(permissions.readable_rubrics(request.user), pk=pk)
     rubric = rubrics.rubric_copy(source=source, owner=request.user, actor=request.user)
     messages.success(request, _("This is your own copy; change it as you like."))
@@ -68,7 +69,7 @@ def _form_id(op: str, obj_id: int | None) -> str:
 
 
 def _builder_context(
-    request: HttpRequest, rubric: Rubric, failed: tuple[str, int | None, Any] | None = None
+    request: HtmxHttpRequest, rubric: Rubric, failed: tuple[str, int | None, Any] | None = None
 ) -> dict[str, Any]:
     """Every form of the builder, each with its own ids; the one that failed keeps the
     teacher's input and its errors."""
@@ -128,7 +129,7 @@ def _builder_context(
         "used": rubrics.rubric_is_used(rubric),
         "outdated": [
             row
-            for row in rubrics.rubric_outdated_by_assignment(rubric)
+            for row in selectors.rubric_outdated_by_assignment(rubric=rubric)
             if row["assignment_id"] in teachable
         ],
         "questions": rubric.questions.select_related("assignment__course").filter(
@@ -139,12 +140,12 @@ def _builder_context(
 
 
 @login_required
-def rubric_builder(request: HttpRequest, pk: int) -> HttpResponse:
+def rubric_builder(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     rubric = get_object_or_404(permissions.readable_rubrics(request.user), pk=pk)
     return render(request, "grading/rubric_builder.html", _builder_context(request, rubric))
 
 
-def _id(request: HttpRequest, name: str) -> int:
+def _id(request: HtmxHttpRequest, name: str) -> int:
     value = request.POST.get(name, "")
     if not value.isdigit():
         raise Http404
@@ -152,7 +153,7 @@ def _id(request: HttpRequest, name: str) -> int:
 
 
 def _operations(
-    request: HttpRequest, rubric: Rubric
+    request: HtmxHttpRequest, rubric: Rubric
 ) -> dict[str, tuple[type | None, Callable[[dict[str, Any]], rubrics.Edit], int | None]]:
     """op → (form, service call, id of the object the op is about)."""
     user = request.user
@@ -214,7 +215,7 @@ def _operations(
 
 @login_required
 @require_POST
-def rubric_change(request: HttpRequest, pk: int) -> HttpResponse:
+def rubric_change(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Every builder edit. Returns the re-rendered builder (HTMX) or redirects; when the
     edit had to create a new version, the browser goes to that version's page."""
     rubric = get_object_or_404(permissions.editable_rubrics(request.user), pk=pk)
@@ -260,7 +261,7 @@ def rubric_change(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def rubric_regrade(request: HttpRequest, pk: int) -> HttpResponse:
+def rubric_regrade(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     rubric = get_object_or_404(permissions.readable_rubrics(request.user), pk=pk)
     assignment = get_object_or_404(
         permissions.teachable_assignments(request.user), pk=_id(request, "assignment")

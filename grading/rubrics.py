@@ -4,7 +4,7 @@ A rubric that has scored answers is never edited in place: the first change
 creates a new version (same lineage, version + 1), moves the questions that
 used the old version onto it, and applies the change there. Assessments keep
 the snapshot they were scored with, so old grades still explain themselves,
-and `rubric_outdated_answers` tells the teacher which answers to regrade.
+and `selectors.rubric_outdated_answers` tells the teacher which answers to regrade.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Max
 from django.utils.translation import gettext as _
 
 from courses.editing import apply_values, changes, field_state, move, renumber, unchanged
@@ -32,6 +32,8 @@ from .models import (
     Rubric,
     Snapshot,
 )
+from .selectors import rubric_outdated_answers
+from .services.queue import answers_enqueue
 
 RUBRIC_FIELDS = ("title", "description", "language")
 CRITERION_FIELDS = ("title", "description", "max_points", "scoring")
@@ -377,51 +379,11 @@ def level_delete(*, level: Level, actor: User) -> Edit:
 # --- Answers scored with an older version -----------------------------------------------
 
 
-def rubric_outdated_answers(rubric: Rubric) -> QuerySet[Answer]:
-    """Answers to questions now on this version whose current proposal was scored with an
-    earlier version of the same rubric."""
-    older = Snapshot.objects.filter(data__lineage=str(rubric.lineage)).exclude(data__id=rubric.pk)
-    return Answer.objects.filter(
-        question__rubric=rubric, current_assessment__rubric_snapshot__in=older
-    )
-
-
-def rubric_outdated_by_assignment(rubric: Rubric) -> list[dict[str, Any]]:
-    """Per assignment: how many answers were scored with an older version, how many of those
-    are still awaiting review (a regrade replaces their proposal) and how many are approved
-    (their grades stand unless the teacher reopens them)."""
-    rows = (
-        rubric_outdated_answers(rubric)
-        .values("question__assignment_id")
-        .annotate(
-            total=Count("pk"),
-            approved=Count("pk", filter=Q(status=AnswerStatus.APPROVED)),
-        )
-    )
-    titles = dict(
-        Assignment.objects.filter(pk__in=[r["question__assignment_id"] for r in rows]).values_list(
-            "pk", "title"
-        )
-    )
-    return [
-        {
-            "assignment_id": r["question__assignment_id"],
-            "title": titles.get(r["question__assignment_id"], ""),
-            "total": r["total"],
-            "approved": r["approved"],
-            "regradable": r["total"] - r["approved"],
-        }
-        for r in rows
-    ]
-
-
 def rubric_regrade_outdated(*, rubric: Rubric, assignment: Assignment, actor: User) -> int:
     """Regrade, with this version, the unapproved answers scored with an older one."""
-    from .services import answers_enqueue
-
     with transaction.atomic():
         ids = list(
-            rubric_outdated_answers(rubric)
+            rubric_outdated_answers(rubric=rubric)
             .filter(question__assignment=assignment)
             .exclude(status=AnswerStatus.APPROVED)
             .values_list("pk", flat=True)
@@ -440,24 +402,3 @@ def rubric_regrade_outdated(*, rubric: Rubric, assignment: Assignment, actor: Us
             assignment_id=assignment.pk,
         )
     return count
-
-
-def assignment_outdated_questions(assignment: Assignment) -> list[dict[str, Any]]:
-    """Questions of this assignment with answers scored against an older rubric version."""
-    rows = []
-    for question in assignment.questions.filter(rubric__isnull=False).select_related("rubric"):
-        if question.rubric is None:
-            continue
-        answers = rubric_outdated_answers(question.rubric).filter(question=question)
-        count = answers.count()
-        if count:
-            waiting = answers.exclude(status=AnswerStatus.APPROVED).count()
-            rows.append(
-                {
-                    "question": question,
-                    "rubric": question.rubric,
-                    "count": count,
-                    "regradable": waiting,
-                }
-            )
-    return rows

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,18 +18,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from courses import permissions
-from courses.models import SUBJECTIVE_KINDS, Assignment
+from courses.http import HtmxHttpRequest
+from courses.models import Assignment
 
-from . import health, rubrics, services
-from .models import (
-    Answer,
-    AnswerStatus,
-    AuditEvent,
-    RegradeRequest,
-    RegradeStatus,
-    Submission,
-    SubmissionStatus,
-)
+from . import health, selectors, services
+from .models import Answer, AnswerStatus, RegradeRequest, Submission
 
 
 @require_GET
@@ -48,7 +40,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(report, status=200 if report["ready"] else 503)
 
 
-def _teachable(request: HttpRequest, pk: int) -> Assignment:
+def _teachable(request: HtmxHttpRequest, pk: int) -> Assignment:
     # 404, not 403, for everyone else: an outsider learns nothing about the assignment.
     return get_object_or_404(
         permissions.teachable_assignments(request.user).select_related("course"), pk=pk
@@ -56,7 +48,7 @@ def _teachable(request: HttpRequest, pk: int) -> Assignment:
 
 
 def _progress_context(assignment: Assignment) -> dict[str, Any]:
-    counts = services.assignment_progress(assignment)
+    counts = selectors.assignment_progress(assignment=assignment)
     total = sum(counts.values())
     in_flight = counts[AnswerStatus.PENDING] + counts[AnswerStatus.GRADING]
     return {
@@ -73,14 +65,14 @@ def _progress_context(assignment: Assignment) -> dict[str, Any]:
 
 @login_required
 @require_GET
-def assignment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _teachable(request, pk)
     return render(
         request,
         "grading/assignment_detail.html",
         {
             **_progress_context(assignment),
-            "outdated": rubrics.assignment_outdated_questions(assignment),
+            "outdated": selectors.assignment_outdated_questions(assignment=assignment),
             "can_manage": permissions.can_manage(request.user, assignment.course),
         },
     )
@@ -88,7 +80,7 @@ def assignment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def assignment_progress(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_progress(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The progress region alone; it keeps polling itself while grading runs."""
     assignment = _teachable(request, pk)
     return render(request, "grading/_progress.html", _progress_context(assignment))
@@ -96,7 +88,7 @@ def assignment_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def assignment_grade(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_grade(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _teachable(request, pk)
     queued = services.assignment_grade(
         assignment=assignment, actor=request.user, force=request.POST.get("force") == "1"
@@ -110,53 +102,22 @@ def assignment_grade(request: HttpRequest, pk: int) -> HttpResponse:
 # --- Review --------------------------------------------------------------------------
 
 QUEUE_PAGE_SIZE = 25
-REVIEWABLE = (AnswerStatus.GRADED, AnswerStatus.NEEDS_MANUAL, AnswerStatus.APPROVED)
-
-
-def _queue(assignment: Assignment, status: str = "") -> QuerySet[Answer]:
-    """Subjective answers to review; flagged, manual and low-confidence first."""
-    answers = (
-        Answer.objects.filter(
-            submission__assignment=assignment,
-            submission__status=SubmissionStatus.SUBMITTED,
-            question__kind__in=SUBJECTIVE_KINDS,
-            status__in=REVIEWABLE,
-        )
-        .select_related("submission__student", "question", "current_assessment", "final_grade")
-        .annotate(
-            attention=Case(
-                When(status=AnswerStatus.NEEDS_MANUAL, then=Value(0)),
-                When(~Q(current_assessment__flags=[]), then=Value(1)),
-                default=Value(2),
-                output_field=IntegerField(),
-            )
-        )
-    )
-    if status in REVIEWABLE:
-        answers = answers.filter(status=status)
-    return answers.order_by(
-        "attention",
-        F("current_assessment__confidence").asc(nulls_last=True),
-        "question__order",
-        "pk",
-    )
 
 
 @login_required
 @require_GET
-def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
+def review_queue(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _teachable(request, pk)
     status = request.GET.get("status", "")
-    page = Paginator(_queue(assignment, status), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    queue = selectors.review_queue(assignment=assignment, status=status)
+    page = Paginator(queue, QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "assignment": assignment,
         "page": page,
         "status": status,
-        "statuses": [(s.value, s.label) for s in REVIEWABLE],
+        "statuses": [(s.value, s.label) for s in selectors.REVIEWABLE],
         "never_bulk": services.NEVER_BULK_APPROVED,
-        "regrades": RegradeRequest.objects.filter(
-            answer__question__assignment=assignment, status=RegradeStatus.OPEN
-        ).select_related("answer__question", "student"),
+        "regrades": selectors.regrade_requests_open(assignment=assignment),
     }
     template = "grading/_queue.html" if request.htmx else "grading/review_queue.html"
     return render(request, template, context)
@@ -164,7 +125,7 @@ def review_queue(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def review_bulk_approve(request: HttpRequest, pk: int) -> HttpResponse:
+def review_bulk_approve(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _teachable(request, pk)
     ids = [int(i) for i in request.POST.getlist("answer") if i.isdigit()]
     ticked = [int(i) for i in request.POST.getlist("flagged") if i.isdigit()]
@@ -183,25 +144,9 @@ def review_bulk_approve(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("grading:queue", pk=assignment.pk)
 
 
-def _neighbours(answer: Answer, assignment: Assignment) -> dict[str, Any]:
-    """Where the answer stands in the review queue, and the answers either side of it."""
-    order = list(_queue(assignment).values_list("pk", flat=True))
-    index = order.index(answer.pk) if answer.pk in order else -1
-    return {
-        "previous_id": order[index - 1] if index > 0 else None,
-        "next_id": order[index + 1] if 0 <= index < len(order) - 1 else None,
-        "position": index + 1,
-        "queue_length": len(order),
-    }
-
-
 def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dict[str, Any]:
     proposal = answer.current_assessment
-    snapshot = (
-        proposal.rubric_snapshot.data
-        if proposal and proposal.rubric_snapshot_id
-        else answer.question.rubric.snapshot()
-    )
+    snapshot = selectors.grading_rubric(answer=answer)
     ai = {s.criterion_id: s for s in proposal.scores.all()} if proposal else {}
     grade = getattr(answer, "final_grade", None)
     final = {c.criterion_id: c.points for c in grade.criteria.all()} if grade else {}
@@ -211,9 +156,9 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
             "ai": ai.get(c["id"]),
             "value": final.get(c["id"], ai[c["id"]].points if c["id"] in ai else ""),
         }
-        for c in snapshot["criteria"]
+        for c in (snapshot["criteria"] if snapshot else [])
     ]
-    neighbours = _neighbours(answer, assignment)
+    neighbours = selectors.review_neighbours(answer=answer, assignment=assignment)
     return {
         "assignment": assignment,
         "answer": answer,
@@ -228,7 +173,7 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
     }
 
 
-def _reviewable(request: HttpRequest, answer_pk: int) -> Answer:
+def _reviewable(request: HtmxHttpRequest, answer_pk: int) -> Answer:
     return get_object_or_404(
         Answer.objects.select_related(
             "submission__student",
@@ -241,7 +186,7 @@ def _reviewable(request: HttpRequest, answer_pk: int) -> Answer:
 
 
 @login_required
-def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
+def review_answer(request: HtmxHttpRequest, answer_pk: int) -> HttpResponse:
     answer = _reviewable(request, answer_pk)
     assignment = answer.question.assignment
     extra: dict[str, Any] = {}
@@ -271,7 +216,7 @@ def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
             extra = {"error": message, "posted": request.POST}
         else:
             messages.success(request, _("Grade approved."))
-            following = _neighbours(answer, assignment)["next_id"]
+            following = selectors.review_neighbours(answer=answer, assignment=assignment)["next_id"]
             if following is None:
                 queue_url = reverse("grading:queue", args=[assignment.pk])
                 if request.htmx:
@@ -292,10 +237,10 @@ def review_answer(request: HttpRequest, answer_pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def assignment_export(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_export(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Approved grades as CSV, UTF-8 with a BOM so Excel shows Chinese names correctly."""
     assignment = _teachable(request, pk)
-    header, rows = services.assignment_grade_table(assignment)
+    header, rows = selectors.assignment_grade_table(assignment=assignment)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="grades-{assignment.pk}.csv"'
     response.write("\ufeff")
@@ -307,7 +252,7 @@ def assignment_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def audit_trail(request: HttpRequest, pk: int, scope: str = "assignment") -> HttpResponse:
+def audit_trail(request: HtmxHttpRequest, pk: int, scope: str = "assignment") -> HttpResponse:
     """Every recorded change for one assignment, or for one submission of it."""
     if scope == "submission":
         submission = get_object_or_404(
@@ -316,12 +261,12 @@ def audit_trail(request: HttpRequest, pk: int, scope: str = "assignment") -> Htt
             ),
             pk=pk,
         )
-        assignment, events = submission.assignment, AuditEvent.objects.filter(submission_id=pk)
+        assignment = submission.assignment
     else:
         submission = None
         assignment = _teachable(request, pk)
-        events = AuditEvent.objects.filter(assignment_id=pk)
-    page = Paginator(events.order_by("-id"), 100).get_page(request.GET.get("page"))
+    events = selectors.audit_events(assignment=assignment, submission=submission)
+    page = Paginator(events, 100).get_page(request.GET.get("page"))
     return render(
         request,
         "grading/audit.html",
@@ -331,7 +276,7 @@ def audit_trail(request: HttpRequest, pk: int, scope: str = "assignment") -> Htt
 
 @login_required
 @require_POST
-def assignment_release(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_release(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Release approved grades to students, or hide them again."""
     assignment = _teachable(request, pk)
     if request.POST.get("action") == "hide":
@@ -345,7 +290,7 @@ def assignment_release(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def regrade_answer(request: HttpRequest, request_pk: int) -> HttpResponse:
+def regrade_answer(request: HtmxHttpRequest, request_pk: int) -> HttpResponse:
     regrade = get_object_or_404(
         RegradeRequest.objects.select_related("answer__question__assignment").filter(
             answer__question__assignment__in=permissions.teachable_assignments(request.user)

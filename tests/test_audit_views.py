@@ -6,11 +6,9 @@ from django.urls import reverse
 
 from grading import services
 
-from .test_review_views import graded  # noqa: F401  (fixture)
 
-
-def test_audit_views_show_every_step(client, graded, teacher, student, assignment):  # noqa: F811
-    answer = graded[0]
+def test_audit_views_show_every_step(client, graded_essays, teacher, student, assignment):
+    answer = graded_essays[0]
     first = answer.current_assessment.scores.order_by("criterion__order").first()
     services.grade_approve(
         answer=answer, actor=teacher, scores={first.criterion_id: 19}, reason="论点清楚"

@@ -9,17 +9,15 @@ from django.urls import reverse
 
 from grading import services
 
-from .test_review_views import graded  # noqa: F401  (fixture)
-
 
 def test_csv_has_bom_chinese_headers_and_only_approved_grades(
     client,
-    graded,  # noqa: F811
+    graded_essays,
     teacher,
     student,
     assignment,
 ):
-    services.grade_approve(answer=graded[0], actor=teacher)
+    services.grade_approve(answer=graded_essays[0], actor=teacher)
     url = reverse("grading:export", args=[assignment.pk])
     client.force_login(student)
     assert client.get(url).status_code == 404
@@ -32,9 +30,9 @@ def test_csv_has_bom_chinese_headers_and_only_approved_grades(
     header, data = rows[0], rows[1:]
     assert "Q1 内容切题" in header and header[-1] == "total" and len(data) == 4
     by_user = {row[0]: row for row in data}
-    approved = by_user[graded[0].submission.student.username]
+    approved = by_user[graded_essays[0].submission.student.username]
     assert approved[-1] == "75" and approved[header.index("Q1 内容切题")] == "15"
-    pending = by_user[graded[1].submission.student.username]
+    pending = by_user[graded_essays[1].submission.student.username]
     assert (
         pending[-1] == "" and pending[header.index("Q1 total")] == ""
     )  # a proposal is never exported

@@ -23,26 +23,7 @@ from grading.models import (
 )
 from grading.prompts import PROMPT_VERSION
 
-from .conftest import make_user, submit
-
-GOOD = "那一刻，我长大了。那天妈妈生病，我一个人带她去医院挂号、缴费、陪她输液，一夜没有合眼。"
-
-
-def grade(answers: list[Answer], *, force: bool = False, capture=None) -> services.GradeSummary:
-    """Enqueue as the app does (tasks discarded), then run the task body in-process."""
-    ids = [a.pk for a in answers]
-    capture_ctx = capture(execute=False)
-    with capture_ctx:
-        services.answers_enqueue(answer_ids=ids, force=force)
-    return services.answers_grade(answer_ids=ids, force=force)
-
-
-@pytest.fixture
-def grade_now(django_capture_on_commit_callbacks):
-    def run(answers, force=False):
-        return grade(answers, force=force, capture=django_capture_on_commit_callbacks)
-
-    return run
+from .conftest import GOOD, make_user, submit
 
 
 def essay_answer(assignment, essay_question, text, username="s1") -> Answer:

@@ -10,29 +10,29 @@ from grading import services
 from grading.models import AuditEvent, RegradeRequest, RegradeStatus
 from grading.services import SubmissionError
 
-from .test_review_views import graded  # noqa: F401  (fixture)
-
 
 @pytest.fixture
-def released(graded, teacher, assignment):  # noqa: F811
-    for answer in graded:
+def released(graded_essays, teacher, assignment):
+    for answer in graded_essays:
         Enrollment.objects.create(
             course=assignment.course, user=answer.submission.student, role=Role.STUDENT
         )
-    services.grade_approve(answer=graded[0], actor=teacher)
+    services.grade_approve(answer=graded_essays[0], actor=teacher)
     services.grades_release(assignment=assignment, actor=teacher)
-    return graded[0]
+    return graded_essays[0]
 
 
-def test_rules_for_asking(graded, released, teacher):  # noqa: F811
+def test_rules_for_asking(graded_essays, released, teacher):
     owner = released.submission.student
     with pytest.raises(SubmissionError):
         services.regrade_request_create(
-            answer=released, student=graded[1].submission.student, comment="mine?"
+            answer=released, student=graded_essays[1].submission.student, comment="mine?"
         )
     with pytest.raises(SubmissionError):
         services.regrade_request_create(
-            answer=graded[1], student=graded[1].submission.student, comment="not approved yet"
+            answer=graded_essays[1],
+            student=graded_essays[1].submission.student,
+            comment="not approved yet",
         )
     with pytest.raises(SubmissionError):
         services.regrade_request_create(answer=released, student=owner, comment="  ")

@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from grading import rubrics, services
+from grading import rubrics, selectors, services
 from grading.models import (
     Answer,
     AnswerStatus,
@@ -28,7 +28,7 @@ def client(client):
 
 
 @pytest.fixture
-def graded(assignment, essay_question, student, other_student, no_llm):
+def v1_scored_essays(assignment, essay_question, student, other_student, no_llm):
     """Two essays scored by the offline engine against version 1 of the rubric."""
     for who, text in (
         (student, "那一刻我长大了，我照顾生病的妈妈。"),
@@ -57,8 +57,10 @@ def test_unused_rubric_is_edited_in_place(rubric, essay_question, teacher):
     assert Rubric.objects.filter(lineage=rubric.lineage).count() == 1
 
 
-def test_editing_a_used_rubric_makes_a_new_version(rubric, essay_question, teacher, graded):
-    v1_snapshot = graded[0].current_assessment.rubric_snapshot
+def test_editing_a_used_rubric_makes_a_new_version(
+    rubric, essay_question, teacher, v1_scored_essays
+):
+    v1_snapshot = v1_scored_essays[0].current_assessment.rubric_snapshot
     v1_criterion = rubric.criteria.get(title="内容切题")
     edit = rubrics.criterion_update(
         criterion=v1_criterion, actor=teacher, title="内容切题（新）", max_points=30
@@ -71,7 +73,7 @@ def test_editing_a_used_rubric_makes_a_new_version(rubric, essay_question, teach
     assert rubric.criteria.get(pk=v1_criterion.pk).max_points == 20
     assert v2.criteria.get(order=v1_criterion.order).title == "内容切题（新）"
     assert v2.max_points == 110 and rubric.max_points == 100
-    for answer in graded:
+    for answer in v1_scored_essays:
         assessment = answer.current_assessment
         assert assessment.rubric_snapshot_id == v1_snapshot.pk
         assert assessment.rubric_snapshot.data["version"] == 1
@@ -90,13 +92,18 @@ def test_editing_a_used_rubric_makes_a_new_version(rubric, essay_question, teach
 
 
 def test_answers_scored_with_the_old_version_are_listed_and_regraded(
-    rubric, essay_question, teacher, assignment, graded, django_capture_on_commit_callbacks
+    rubric,
+    essay_question,
+    teacher,
+    assignment,
+    v1_scored_essays,
+    django_capture_on_commit_callbacks,
 ):
     v2 = rubrics.criterion_update(
         criterion=rubric.criteria.first(), actor=teacher, max_points=25
     ).rubric
-    services.grade_approve(answer=graded[0], actor=teacher)  # approved under version 1
-    outdated = rubrics.rubric_outdated_by_assignment(v2)
+    services.grade_approve(answer=v1_scored_essays[0], actor=teacher)  # approved under version 1
+    outdated = selectors.rubric_outdated_by_assignment(rubric=v2)
     assert outdated == [
         {
             "assignment_id": assignment.pk,
@@ -109,15 +116,15 @@ def test_answers_scored_with_the_old_version_are_listed_and_regraded(
     with django_capture_on_commit_callbacks(execute=False):
         queued = rubrics.rubric_regrade_outdated(rubric=v2, assignment=assignment, actor=teacher)
     assert queued == 1
-    assert Answer.objects.get(pk=graded[1].pk).status == AnswerStatus.GRADING
-    assert Answer.objects.get(pk=graded[0].pk).status == AnswerStatus.APPROVED
-    services.answers_grade(answer_ids=[graded[1].pk])
-    regraded = Answer.objects.get(pk=graded[1].pk).current_assessment
+    assert Answer.objects.get(pk=v1_scored_essays[1].pk).status == AnswerStatus.GRADING
+    assert Answer.objects.get(pk=v1_scored_essays[0].pk).status == AnswerStatus.APPROVED
+    services.answers_grade(answer_ids=[v1_scored_essays[1].pk])
+    regraded = Answer.objects.get(pk=v1_scored_essays[1].pk).current_assessment
     assert regraded.rubric_snapshot.data["version"] == 2
-    assert list(rubrics.rubric_outdated_answers(v2)) == [graded[0]]
+    assert list(selectors.rubric_outdated_answers(rubric=v2)) == [v1_scored_essays[0]]
 
 
-def test_only_the_newest_version_is_editable(rubric, essay_question, teacher, graded):
+def test_only_the_newest_version_is_editable(rubric, essay_question, teacher, v1_scored_essays):
     rubrics.level_delete(
         level=Level.objects.filter(criterion__rubric=rubric).first(), actor=teacher
     )
@@ -174,7 +181,9 @@ def test_builder_htmx_round_trip(client, teacher, rubric, essay_question):
     assert ">100<" in response.content.decode()
 
 
-def test_builder_redirects_to_the_new_version(client, teacher, rubric, essay_question, graded):
+def test_builder_redirects_to_the_new_version(
+    client, teacher, rubric, essay_question, v1_scored_essays
+):
     client.force_login(teacher)
     criterion = rubric.criteria.first()
     response = change(
@@ -229,7 +238,7 @@ def test_students_never_reach_rubrics(client, student, rubric, outsider):
         assert change(client, rubric, "criterion.add", title="x", max_points=1).status_code == 404
 
 
-def test_saving_without_changes_makes_no_version(rubric, essay_question, teacher, graded):
+def test_saving_without_changes_makes_no_version(rubric, essay_question, teacher, v1_scored_essays):
     criterion = rubric.criteria.first()
     edit = rubrics.criterion_update(
         criterion=criterion,

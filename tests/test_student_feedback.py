@@ -9,35 +9,36 @@ from courses.models import Enrollment, Role
 from grading import services
 
 from .conftest import make_user
-from .test_review_views import graded  # noqa: F401  (fixture)
 
 
 @pytest.fixture
-def url(assignment, graded):  # noqa: F811
-    for answer in graded:  # the writers are students of the course
+def url(assignment, graded_essays):
+    for answer in graded_essays:  # the writers are students of the course
         Enrollment.objects.create(
             course=assignment.course, user=answer.submission.student, role=Role.STUDENT
         )
     return reverse("assignment_feedback", args=[assignment.pk])
 
 
-def test_nothing_before_release_and_never_unapproved(client, graded, teacher, assignment, url):  # noqa: F811
-    owner = graded[0].submission.student
+def test_nothing_before_release_and_never_unapproved(
+    client, graded_essays, teacher, assignment, url
+):
+    owner = graded_essays[0].submission.student
     client.force_login(owner)
     page = client.get(url).content.decode()
     assert "75 / 100" not in page and "Rationale" not in page
-    services.grade_approve(answer=graded[0], actor=teacher)
+    services.grade_approve(answer=graded_essays[0], actor=teacher)
     assert "75 / 100" not in client.get(url).content.decode()  # approved, not yet released
     services.grades_release(assignment=assignment, actor=teacher)
     page = client.get(url).content.decode()
     assert "75 / 100" in page and "内容切题" in page
     # A classmate whose proposal was never approved sees nothing, even after release.
-    client.force_login(graded[1].submission.student)
+    client.force_login(graded_essays[1].submission.student)
     assert "/ 100" not in client.get(url).content.decode()
 
 
-def test_teacher_change_is_shown(client, graded, teacher, assignment, url):  # noqa: F811
-    answer = graded[0]
+def test_teacher_change_is_shown(client, graded_essays, teacher, assignment, url):
+    answer = graded_essays[0]
     first = answer.current_assessment.scores.order_by("criterion__order").first()
     services.grade_approve(
         answer=answer, actor=teacher, scores={first.criterion_id: 20}, reason="优秀"

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from courses.models import Assignment
 from grading.models import AnswerStatus, Assessment, AssessmentStatus
-from grading.services import assignment_grade, assignment_progress, assignment_usage
+from grading.selectors import assignment_progress, assignment_usage
+from grading.services import assignment_grade
 
 IN_FLIGHT = (AnswerStatus.PENDING, AnswerStatus.GRADING)
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
             return
         last = ""
         while True:
-            progress = assignment_progress(assignment)
+            progress = assignment_progress(assignment=assignment)
             open_count = sum(progress[s] for s in IN_FLIGHT)
             line = " ".join(f"{k}={v}" for k, v in progress.items())
             if line != last:
@@ -50,7 +51,7 @@ class Command(BaseCommand):
             if time.monotonic() - started > options["timeout"]:
                 raise CommandError(f"Timed out with {open_count} answers still grading.")
             time.sleep(0.5)
-        usage = assignment_usage(assignment, since=started_at)
+        usage = assignment_usage(assignment=assignment, since=started_at)
         failed = Assessment.objects.filter(
             answer__submission__assignment=assignment,
             created_at__gte=started_at,

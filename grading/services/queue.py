@@ -1,0 +1,121 @@
+"""The queue: answers marked GRADING and handed to django-q2 once the transaction commits.
+
+Nothing slow runs in a web request. Answers travel in chunks of `chunk_size()`
+(a whole number of rounds of the worker's concurrency), each chunk one task of
+`grading.tasks.grade_answers`; a hook sends a crashed chunk to manual grading,
+and a scheduled sweeper re-enqueues answers a dead worker left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from courses.models import Assignment, Question
+from courses.models import User as UserModel
+
+from ..audit import audit_record
+from ..llm import per_worker_concurrency
+from ..models import Answer, AnswerStatus, SubmissionStatus
+from .assessments import answers_mark_failed, answers_mark_grading
+from .pipeline import answers_grade
+
+TASK_FUNC = "grading.tasks.grade_answers"
+TASK_HOOK = "grading.tasks.grading_finished"
+
+
+def chunk_size() -> int:
+    # A whole number of rounds per chunk keeps every slot busy until the chunk ends.
+    return settings.GRADING_CHUNK_SIZE or 4 * per_worker_concurrency()
+
+
+def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def answers_enqueue(*, answer_ids: Iterable[int], force: bool = False) -> int:
+    """Mark answers GRADING and enqueue their grading once the transaction commits.
+
+    Approved answers are left alone: a teacher's grade is never replaced by a
+    new proposal behind their back.
+    """
+    ids = answers_mark_grading(answer_ids=answer_ids)
+    if not ids:
+        return 0
+
+    def enqueue() -> None:
+        for chunk in _chunks(ids, chunk_size()):
+            async_task(TASK_FUNC, chunk, force=force, hook=TASK_HOOK)
+
+    transaction.on_commit(enqueue)
+    return len(ids)
+
+
+def assignment_grade(
+    *, assignment: Assignment, actor: UserModel | None = None, force: bool = False
+) -> int:
+    """Grade (or regrade) every submitted answer of an assignment. Returns how many were queued."""
+    with transaction.atomic():
+        ids = Answer.objects.filter(
+            submission__assignment=assignment, submission__status=SubmissionStatus.SUBMITTED
+        ).values_list("pk", flat=True)
+        count = answers_enqueue(answer_ids=ids, force=force)
+        audit_record(
+            actor=actor,
+            action="assignment.grading_requested",
+            target=assignment,
+            after={"answers": count, "force": force},
+            assignment_id=assignment.pk,
+        )
+    return count
+
+
+def objective_answers_rescore(*, question: Question) -> int:
+    """Score a question's handed-in answers again with its current (corrected) answer key.
+
+    Objective scores are exact and final at once, so this runs now, in-process — no
+    model, microseconds an answer — through the same path as grading, audited per answer.
+    """
+    if question.is_subjective:
+        return 0
+    ids = answers_mark_grading(
+        answer_ids=Answer.objects.filter(
+            question=question, submission__status=SubmissionStatus.SUBMITTED
+        ).values_list("pk", flat=True),
+        reopen_approved=True,
+    )
+    if ids:
+        answers_grade(answer_ids=ids, force=True)
+    return len(ids)
+
+
+def answers_requeue_stuck(*, older_than: timedelta | None = None) -> int:
+    """Re-enqueue answers left GRADING past the task timeout (a worker died, a broker lost it).
+
+    After GRADING_MAX_REQUEUES tries an answer goes to manual grading instead,
+    so nothing hangs forever and nothing is silently dropped.
+    """
+    cutoff = timezone.now() - (older_than or timedelta(seconds=settings.Q_CLUSTER["retry"] + 60))
+    stuck = Answer.objects.filter(status=AnswerStatus.GRADING, grading_started_at__lt=cutoff)
+    with transaction.atomic():
+        exhausted = list(
+            stuck.filter(grading_requeues__gte=settings.GRADING_MAX_REQUEUES).values_list(
+                "pk", flat=True
+            )
+        )
+        if exhausted:
+            answers_mark_failed(
+                answer_ids=exhausted,
+                reason=f"grading did not finish after {settings.GRADING_MAX_REQUEUES} tries",
+            )
+        retry_ids = list(stuck.values_list("pk", flat=True))
+        Answer.objects.filter(pk__in=retry_ids).update(grading_requeues=F("grading_requeues") + 1)
+        answers_enqueue(answer_ids=retry_ids)
+    return len(retry_ids)
