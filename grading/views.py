@@ -168,6 +168,7 @@ def _review_context(answer: Answer, assignment: Assignment, **extra: Any) -> dic
         "feedback": grade.feedback if grade else (proposal.feedback if proposal else ""),
         **neighbours,
         "anonymous": assignment.anonymous_grading,
+        "has_rubric": snapshot is not None,
         "regrades": list(answer.regrade_requests.all()),
         **extra,
     }

@@ -118,3 +118,25 @@ def test_constant_queries_10_vs_200(
     large = (_queries(client, queue_url), _queries(client, review_url))
     assert small == large, (small, large, _last_sql)
 
+
+def test_review_page_of_a_question_without_rubric_explains_instead_of_failing(
+    client, grade_now, teacher, student, assignment, essay_question
+):
+    # Question.clean refuses a subjective question without a rubric, but older data (or an
+    # admin edit) can hold one; the pipeline sends its answers to manual grading.
+    from courses.models import Question
+
+    Question.objects.filter(pk=essay_question.pk).update(rubric=None)
+    answer = submit(assignment, student, {essay_question: GOOD}).answers.get()
+    grade_now([answer])
+    answer.refresh_from_db()
+    assert answer.status == AnswerStatus.NEEDS_MANUAL
+    client.force_login(teacher)
+    url = reverse("grading:review", args=[answer.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "This question has no rubric to grade against" in page.content.decode()
+    refused = client.post(url, {"feedback": "好"})
+    assert refused.status_code == 409
+    assert "This question has no rubric to grade against." in refused.content.decode()
+    assert not FinalGrade.objects.filter(answer=answer).exists()
