@@ -14,7 +14,7 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("username", "name", "email", "student_number", "is_staff", "is_active")
     search_fields = ("username", "name", "email", "student_number")
     fieldsets = (
-        *BaseUserAdmin.fieldsets,
+        *(BaseUserAdmin.fieldsets or ()),
         (_("School"), {"fields": ("name", "student_number", "language")}),
     )
 

@@ -361,7 +361,7 @@ SCIENCE_ASSIGNMENT_OBJECTIVE = [
 ]
 
 # Plausible responses per objective item, right and wrong; index by student.
-OBJECTIVE_RESPONSES = {
+OBJECTIVE_RESPONSES: dict[str, list[list[str] | str]] = {
     "《背影》的作者是谁？": [["B"], ["B"], ["A"], ["B"], ["C"], ["B"], []],
     "补全诗句：海内存知己，________。": [
         "天涯若比邻",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -26,7 +26,7 @@ from .services import ASSIGNMENT_FIELDS, COURSE_FIELDS
 
 
 def add_errors(
-    form: forms.Form, exc: ValidationError, aliases: dict[str, str] | None = None
+    form: forms.BaseForm, exc: ValidationError, aliases: dict[str, str] | None = None
 ) -> None:
     """Show a service's ValidationError on the form: per field where the form has that field,
     else at the top."""
@@ -85,11 +85,15 @@ class AssignmentForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        attempts = self.fields["attempts_allowed"]
+        # The model field is a PositiveSmallIntegerField, so its form field is an IntegerField.
+        attempts = cast(forms.IntegerField, self.fields["attempts_allowed"])
         attempts.min_value = 1
         attempts.validators.append(MinValueValidator(1))
         attempts.widget.attrs["min"] = 1
 
+
+# Grouped <select> choices: (group label, [(value, label), …]).
+RubricChoices = list[tuple[str, list[tuple[str, str]]]]
 
 OPTION_PREFIX = re.compile(r"^\s*([A-Za-z])\s*[\.\、\)）．:：]\s*")
 KEY_SPLIT = re.compile(r"[\s,，、;；]+")
@@ -150,7 +154,7 @@ class QuestionForm(forms.Form):
         self,
         *args: Any,
         kind: str,
-        rubric_choices: list[tuple[str, Any]] | None = None,
+        rubric_choices: RubricChoices | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -166,11 +170,9 @@ class QuestionForm(forms.Form):
             if name not in keep:
                 del self.fields[name]
         if "rubric" in self.fields:
-            self.fields["rubric"].choices = [
-                ("", _("— choose a rubric —")),
-                *(rubric_choices or []),
-            ]
-            self.fields["rubric"].required = True
+            rubric = cast(forms.ChoiceField, self.fields["rubric"])  # declared above
+            rubric.choices = [("", _("— choose a rubric —")), *(rubric_choices or [])]
+            rubric.required = True
 
     @classmethod
     def initial_for(cls, question: Question) -> dict[str, Any]:

@@ -7,14 +7,11 @@ else sees nothing. Site administrators use Django admin, not these pages.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from .models import STAFF_ROLES, Assignment, Course, Enrollment, Question, Role, User
+from grading.models import Rubric
 
-if TYPE_CHECKING:
-    from grading.models import Rubric
+from .models import STAFF_ROLES, Assignment, Course, Enrollment, Question, Role, User
 
 
 def _is_anonymous(user: User | None) -> bool:
@@ -112,8 +109,6 @@ def managed_questions(user: User | None) -> QuerySet[Question]:
 
 
 def _latest_versions(rubrics: QuerySet[Rubric]) -> QuerySet[Rubric]:
-    from grading.models import Rubric
-
     newer = Rubric.objects.filter(lineage=OuterRef("lineage"), version__gt=OuterRef("version"))
     return rubrics.filter(~Exists(newer))
 
@@ -123,8 +118,6 @@ def editable_rubrics(user: User | None) -> QuerySet[Rubric]:
     using it is in a course they manage (co-teachers share the course's rubric; nobody
     reaches into a course they do not teach). Templates belong to the school's
     administrators; teachers edit a copy."""
-    from grading.models import Rubric
-
     if not is_teacher(user):
         return Rubric.objects.none()
     managed = managed_courses(user)
@@ -144,8 +137,6 @@ def usable_rubrics(user: User | None) -> QuerySet[Rubric]:
 
 def library_rubrics(user: User | None) -> QuerySet[Rubric]:
     """What a teacher may read and copy: every rubric in the school, newest versions."""
-    from grading.models import Rubric
-
     if not is_teacher(user):
         return Rubric.objects.none()
     return _latest_versions(Rubric.objects.all())
@@ -153,6 +144,4 @@ def library_rubrics(user: User | None) -> QuerySet[Rubric]:
 
 def readable_rubrics(user: User | None) -> QuerySet[Rubric]:
     """Any version a teacher may look at (old versions explain old grades)."""
-    from grading.models import Rubric
-
     return Rubric.objects.all() if is_teacher(user) else Rubric.objects.none()

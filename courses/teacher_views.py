@@ -1,20 +1,21 @@
-"""Teachers' pages: courses, rosters, assignments and questions. Thin: permission, form,
-service, render. Other people's courses are 404s — an outsider learns nothing."""
+"""Teachers' pages: courses, assignments and questions; the roster's own pages are in
+`roster_views`. Thin: permission, form, service, render. Other people's courses are 404s —
+an outsider learns nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from grading.models import Rubric
@@ -26,9 +27,10 @@ from .forms import (
     CourseForm,
     EnrollmentAddForm,
     QuestionForm,
-    RosterUploadForm,
+    RubricChoices,
     add_errors,
 )
+from .http import HtmxHttpRequest
 from .models import (
     Assignment,
     AssignmentState,
@@ -40,24 +42,29 @@ from .models import (
 )
 from .views import work_context
 
+Saved = TypeVar("Saved")
 
-def _course(request: HttpRequest, pk: int) -> Course:
+
+def managed_course(request: HtmxHttpRequest, pk: int) -> Course:
+    """The course if this teacher manages it, else a 404 (the roster's views use it too)."""
     return get_object_or_404(permissions.managed_courses(request.user), pk=pk)
 
 
-def _assignment(request: HttpRequest, pk: int) -> Assignment:
+def _assignment(request: HtmxHttpRequest, pk: int) -> Assignment:
     return get_object_or_404(
         permissions.managed_assignments(request.user).select_related("course"), pk=pk
     )
 
 
-def _question(request: HttpRequest, pk: int) -> Question:
+def _question(request: HtmxHttpRequest, pk: int) -> Question:
     return get_object_or_404(
         permissions.managed_questions(request.user).select_related("assignment__course"), pk=pk
     )
 
 
-def _submit(request: HttpRequest, form: Any, save: Callable[[dict[str, Any]], Any]) -> Any:
+def _submit(
+    request: HtmxHttpRequest, form: forms.BaseForm, save: Callable[[dict[str, Any]], Saved]
+) -> Saved | None:
     """On a valid POST, hand the form's values to a service; its ValidationError lands on the
     form's fields. Returns what the service returned, or None when there is a form to show."""
     if request.method != "POST" or not form.is_valid():
@@ -69,7 +76,7 @@ def _submit(request: HttpRequest, form: Any, save: Callable[[dict[str, Any]], An
         return None
 
 
-def _form_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+def _form_page(request: HtmxHttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
     return render(request, template, context, status=400 if context["form"].errors else 200)
 
 
@@ -77,7 +84,7 @@ def _form_page(request: HttpRequest, template: str, context: dict[str, Any]) -> 
 
 
 @login_required
-def course_list(request: HttpRequest) -> HttpResponse:
+def course_list(request: HtmxHttpRequest) -> HttpResponse:
     courses = (
         permissions.managed_courses(request.user)
         .annotate(
@@ -98,7 +105,7 @@ def course_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def course_create(request: HttpRequest) -> HttpResponse:
+def course_create(request: HtmxHttpRequest) -> HttpResponse:
     if not permissions.is_teacher(request.user):
         raise PermissionDenied
     form = CourseForm(request.POST or None, initial={"language": request.LANGUAGE_CODE})
@@ -110,8 +117,8 @@ def course_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    course = _course(request, pk)
+def course_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    course = managed_course(request, pk)
     form = CourseForm(request.POST or None, instance=course)
     # The form writes its values onto `course`; the service compares against the stored row.
     saved = _submit(
@@ -129,8 +136,8 @@ def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def course_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    course = _course(request, pk)
+def course_archive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    course = managed_course(request, pk)
     archived = request.POST.get("archived") == "1"
     services.course_archive(course=course, actor=request.user, archived=archived)
     messages.success(
@@ -140,7 +147,9 @@ def course_archive(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("teach:course", pk=course.pk)
 
 
-def _roster_context(course: Course, form: EnrollmentAddForm | None = None) -> dict[str, Any]:
+def roster_context(course: Course, form: EnrollmentAddForm | None = None) -> dict[str, Any]:
+    """The course page's people: staff, students and those who left (`roster_views` renders
+    the same part on its own)."""
     enrollments = list(
         Enrollment.objects.filter(course=course)
         .select_related("user")
@@ -157,114 +166,24 @@ def _roster_context(course: Course, form: EnrollmentAddForm | None = None) -> di
 
 
 @login_required
-def course_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    course = _course(request, pk)
+def course_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    course = managed_course(request, pk)
     assignments = course.assignments.annotate(
         question_count=Count("questions", distinct=True)
     ).order_by("due_at", "pk")
     return render(
         request,
         "teach/course.html",
-        {**_roster_context(course), "assignments": assignments},
+        {**roster_context(course), "assignments": assignments},
     )
-
-
-def _roster_response(request: HttpRequest, course: Course, form: Any = None) -> HttpResponse:
-    if request.htmx:
-        return render(
-            request,
-            "teach/_roster.html",
-            _roster_context(course, form),
-            status=400 if form is not None and form.errors else 200,
-        )
-    return redirect("teach:course", pk=course.pk)
-
-
-@login_required
-@require_POST
-def roster_add(request: HttpRequest, pk: int) -> HttpResponse:
-    course = _course(request, pk)
-    form = EnrollmentAddForm(request.POST, auto_id="roster-%s")
-    if form.is_valid():
-        try:
-            enrollment = services.enrollment_add(
-                course=course,
-                identifier=form.cleaned_data["identifier"],
-                role=form.cleaned_data["role"],
-                actor=request.user,
-            )
-        except ValidationError as exc:
-            add_errors(form, exc)
-        else:
-            messages.success(
-                request,
-                _("%(name)s added as %(role)s.")
-                % {"name": enrollment.user.display_name, "role": enrollment.get_role_display()},
-            )
-            return _roster_response(request, course)
-    if not request.htmx:
-        for error in form.errors.values():
-            messages.error(request, " ".join(error))
-    return _roster_response(request, course, form)
-
-
-@login_required
-@require_POST
-def enrollment_end(request: HttpRequest, pk: int) -> HttpResponse:
-    enrollment = get_object_or_404(
-        Enrollment.objects.select_related("user", "course").filter(
-            course__in=permissions.managed_courses(request.user)
-        ),
-        pk=pk,
-    )
-    try:
-        services.enrollment_end(enrollment=enrollment, actor=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(
-            request,
-            _("%(name)s removed. Their work and grades are kept.")
-            % {"name": enrollment.user.display_name},
-        )
-    return _roster_response(request, enrollment.course)
-
-
-@login_required
-@never_cache
-def roster_import(request: HttpRequest, pk: int) -> HttpResponse:
-    """Upload → preview (nothing saved) → confirm. The preview carries the file's text in
-    the confirm form, so nothing is stored between the two steps."""
-    course = _course(request, pk)
-    form = RosterUploadForm()
-    context: dict[str, Any] = {"course": course, "form": form}
-    if request.method == "POST":
-        text = request.POST.get("csv_text")
-        try:
-            if text is None:
-                form = RosterUploadForm(request.POST, request.FILES)
-                context["form"] = form
-                if not form.is_valid():
-                    return render(request, "teach/roster_import.html", context, status=400)
-                text = services.roster_decode(form.cleaned_data["file"].read())
-            if request.POST.get("action") == "import":
-                result = services.roster_import(course=course, text=text, actor=request.user)
-                return render(
-                    request, "teach/roster_result.html", {"course": course, "result": result}
-                )
-            context.update(preview=services.roster_preview(course=course, text=text), text=text)
-        except services.RosterError as exc:
-            context["error"] = str(exc)
-            return render(request, "teach/roster_import.html", context, status=400)
-    return render(request, "teach/roster_import.html", context)
 
 
 # --- Assignments --------------------------------------------------------------------
 
 
 @login_required
-def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
-    course = _course(request, pk)
+def assignment_create(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    course = managed_course(request, pk)
     form = AssignmentForm(request.POST or None, initial={"language": course.language})
     assignment = _submit(
         request, form, lambda v: services.assignment_create(course=course, actor=request.user, **v)
@@ -276,7 +195,7 @@ def assignment_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def assignment_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     form = AssignmentForm(request.POST or None, instance=assignment)
     # The form writes its values onto `assignment`; the service compares against the row.
@@ -310,7 +229,7 @@ def _questions_context(assignment: Assignment) -> dict[str, Any]:
 
 
 @login_required
-def assignment_manage(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_manage(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     return render(
         request,
@@ -325,7 +244,7 @@ def assignment_manage(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def assignment_state(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_state(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     state = request.POST.get("state", "")
     try:
@@ -334,19 +253,17 @@ def assignment_state(request: HttpRequest, pk: int) -> HttpResponse:
         for message in exc.messages:
             messages.error(request, message)
     else:
-        messages.success(
-            request,
-            {
-                AssignmentState.PUBLISHED: _("Published: students can see it now."),
-                AssignmentState.CLOSED: _("Closed: no more hand-ins."),
-                AssignmentState.DRAFT: _("Back to draft: students no longer see it."),
-            }[state],
-        )
+        done = {
+            AssignmentState.PUBLISHED: _("Published: students can see it now."),
+            AssignmentState.CLOSED: _("Closed: no more hand-ins."),
+            AssignmentState.DRAFT: _("Back to draft: students no longer see it."),
+        }
+        messages.success(request, done[AssignmentState(state)])
     return redirect("teach:assignment", pk=assignment.pk)
 
 
 @login_required
-def assignment_preview(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_preview(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The student's page, exactly, with nothing saved: a teacher or TA checks the wording."""
     assignment = get_object_or_404(
         permissions.teachable_assignments(request.user).select_related("course"), pk=pk
@@ -358,7 +275,7 @@ def assignment_preview(request: HttpRequest, pk: int) -> HttpResponse:
 # --- Questions ----------------------------------------------------------------------
 
 
-def _rubric_choices(request: HttpRequest) -> list[tuple[str, Any]]:
+def _rubric_choices(request: HtmxHttpRequest) -> RubricChoices:
     mine = [
         (f"r{r.pk}", f"{r.title} (v{r.version}, {r.max_points})")
         for r in permissions.usable_rubrics(request.user).prefetch_related("criteria")
@@ -367,7 +284,7 @@ def _rubric_choices(request: HttpRequest) -> list[tuple[str, Any]]:
         (f"t{r.pk}", _("%(title)s — a copy for you") % {"title": r.title})
         for r in Rubric.objects.filter(is_template=True).order_by("title")
     ]
-    choices: list[tuple[str, Any]] = []
+    choices: RubricChoices = []
     if mine:
         choices.append((_("My rubrics"), mine))
     if templates:
@@ -375,7 +292,7 @@ def _rubric_choices(request: HttpRequest) -> list[tuple[str, Any]]:
     return choices
 
 
-def _chosen_rubric(request: HttpRequest, value: str) -> Rubric:
+def _chosen_rubric(request: HtmxHttpRequest, value: str) -> Rubric:
     """The rubric behind a choice; a template is copied into the teacher's rubrics first."""
     kind, pk = value[:1], int(value[1:])
     if kind == "t":
@@ -384,7 +301,9 @@ def _chosen_rubric(request: HttpRequest, value: str) -> Rubric:
     return get_object_or_404(permissions.usable_rubrics(request.user), pk=pk)
 
 
-def _save_question(request: HttpRequest, form: QuestionForm, save: Any) -> Question | None:
+def _save_question(
+    request: HtmxHttpRequest, form: QuestionForm, save: Callable[[dict[str, Any]], Question]
+) -> Question | None:
     """Run `save(values)` in one transaction with any template copy it needs."""
     if not form.is_valid():
         return None
@@ -400,7 +319,7 @@ def _save_question(request: HttpRequest, form: QuestionForm, save: Any) -> Quest
 
 
 @login_required
-def question_create(request: HttpRequest, pk: int) -> HttpResponse:
+def question_create(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     assignment = _assignment(request, pk)
     kind = request.GET.get("kind") or request.POST.get("kind", "")
     if kind not in QuestionKind.values:
@@ -432,7 +351,7 @@ def question_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def question_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def question_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     question = _question(request, pk)
     form = QuestionForm(
         request.POST or None,
@@ -467,7 +386,7 @@ def question_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def question_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def question_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     question = _question(request, pk)
     try:
         services.question_delete(question=question, actor=request.user)
@@ -480,7 +399,7 @@ def question_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def question_move(request: HttpRequest, pk: int) -> HttpResponse:
+def question_move(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     question = _question(request, pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
     services.question_move(question=question, offset=offset, actor=request.user)

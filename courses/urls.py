@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from . import roster_views
 from . import teacher_views as views
 
 app_name = "teach"
@@ -12,9 +13,9 @@ urlpatterns = [
     path("courses/<int:pk>/", views.course_detail, name="course"),
     path("courses/<int:pk>/edit/", views.course_edit, name="course_edit"),
     path("courses/<int:pk>/archive/", views.course_archive, name="course_archive"),
-    path("courses/<int:pk>/roster/add/", views.roster_add, name="roster_add"),
-    path("courses/<int:pk>/roster/import/", views.roster_import, name="roster_import"),
-    path("enrollments/<int:pk>/end/", views.enrollment_end, name="enrollment_end"),
+    path("courses/<int:pk>/roster/add/", roster_views.roster_add, name="roster_add"),
+    path("courses/<int:pk>/roster/import/", roster_views.roster_import, name="roster_import"),
+    path("enrollments/<int:pk>/end/", roster_views.enrollment_end, name="enrollment_end"),
     path("courses/<int:pk>/assignments/new/", views.assignment_create, name="assignment_create"),
     path("assignments/<int:pk>/", views.assignment_manage, name="assignment"),
     path("assignments/<int:pk>/edit/", views.assignment_edit, name="assignment_edit"),

@@ -7,28 +7,25 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from grading.models import Answer, Submission, SubmissionStatus
-from grading.services import (
-    SubmissionError,
-    regrade_request_create,
-    student_visible_grades,
-    submission_current,
-    submission_save,
-)
+from grading.selectors import student_visible_grades, submission_current
+from grading.services import SubmissionError, regrade_request_create, submission_save
 
 from . import permissions
+from .http import HtmxHttpRequest
 from .models import Assignment, Enrollment, Role, User
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     """One page per person: what they teach, what they have to do."""
     user = request.user
     teaching = (
@@ -81,7 +78,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def assignment_feedback(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_feedback(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A student's released, approved grades for one assignment — nothing else, ever."""
     assignment = get_object_or_404(
         permissions.student_assignments(request.user).select_related("course"), pk=pk
@@ -100,7 +97,7 @@ def assignment_feedback(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def assignment_work(request: HttpRequest, pk: int) -> HttpResponse:
+def assignment_work(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The student's form: one answer per question, drafts kept, handed in once ready."""
     assignment = get_object_or_404(
         permissions.student_assignments(request.user).select_related("course"), pk=pk
@@ -154,7 +151,7 @@ def work_context(assignment: Assignment, *, current: Submission | None) -> dict[
 
 @login_required
 @require_POST
-def regrade_request(request: HttpRequest, answer_pk: int) -> HttpResponse:
+def regrade_request(request: HtmxHttpRequest, answer_pk: int) -> HttpResponse:
     answer = get_object_or_404(
         Answer.objects.select_related("question__assignment", "submission").filter(
             submission__student=request.user,
@@ -176,9 +173,10 @@ def regrade_request(request: HttpRequest, answer_pk: int) -> HttpResponse:
 class PasswordChangeView(auth_views.PasswordChangeView):
     """Django's password change, which also lifts the first-login requirement."""
 
+    request: HtmxHttpRequest  # Django's view requires login: the user is one of ours
     success_url = reverse_lazy("home")
 
-    def form_valid(self, form: Any) -> HttpResponse:
+    def form_valid(self, form: PasswordChangeForm) -> HttpResponse:
         response = super().form_valid(form)
         User.objects.filter(pk=self.request.user.pk).update(must_change_password=False)
         messages.success(self.request, _("Your password was changed."))

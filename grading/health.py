@@ -10,6 +10,8 @@ from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_q.models import OrmQ
 
 from .llm import check_health
 from .models import Answer, AnswerStatus
@@ -39,8 +41,6 @@ def _migrations() -> dict[str, Any]:
 
 def grading_backlog() -> dict[str, Any]:
     """Answers waiting for a scorer, and how long the oldest has waited."""
-    from django_q.models import OrmQ
-
     waiting = Answer.objects.filter(status__in=[AnswerStatus.PENDING, AnswerStatus.GRADING])
     oldest = waiting.order_by("updated_at").values_list("updated_at", flat=True).first()
     age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
@@ -87,8 +87,6 @@ def readiness() -> dict[str, Any]:
 
 def banner_problems() -> list[str]:
     """Short, translated messages for the staff banner (empty when all is well)."""
-    from django.utils.translation import gettext as _
-
     problems = []
     llm = llm_status()
     if not llm["ok"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,6 +22,8 @@ from courses.http import HtmxHttpRequest
 from . import rubrics, selectors
 from .forms import CriterionForm, LevelForm, RubricForm
 from .models import Criterion, Level, Rubric
+
+T = TypeVar("T")
 
 
 @login_required
@@ -152,6 +154,12 @@ def _id(request: HtmxHttpRequest, name: str) -> int:
     return int(value)
 
 
+def _given(obj: T | None) -> T:
+    # rubric_change answers 400 before calling an operation whose object id is missing.
+    assert obj is not None
+    return obj
+
+
 def _operations(
     request: HtmxHttpRequest, rubric: Rubric
 ) -> dict[str, tuple[type | None, Callable[[dict[str, Any]], rubrics.Edit], int | None]]:
@@ -181,35 +189,39 @@ def _operations(
         ),
         "criterion.update": (
             CriterionForm,
-            lambda d: rubrics.criterion_update(criterion=criterion, actor=user, **d),
+            lambda d: rubrics.criterion_update(criterion=_given(criterion), actor=user, **d),
             c_id,
         ),
         "criterion.delete": (
             None,
-            lambda d: rubrics.criterion_delete(criterion=criterion, actor=user),
+            lambda d: rubrics.criterion_delete(criterion=_given(criterion), actor=user),
             c_id,
         ),
         "criterion.up": (
             None,
-            lambda d: rubrics.criterion_move(criterion=criterion, offset=-1, actor=user),
+            lambda d: rubrics.criterion_move(criterion=_given(criterion), offset=-1, actor=user),
             c_id,
         ),
         "criterion.down": (
             None,
-            lambda d: rubrics.criterion_move(criterion=criterion, offset=1, actor=user),
+            lambda d: rubrics.criterion_move(criterion=_given(criterion), offset=1, actor=user),
             c_id,
         ),
         "level.add": (
             LevelForm,
-            lambda d: rubrics.level_add(criterion=criterion, actor=user, **d),
+            lambda d: rubrics.level_add(criterion=_given(criterion), actor=user, **d),
             c_id,
         ),
         "level.update": (
             LevelForm,
-            lambda d: rubrics.level_update(level=level, actor=user, **d),
+            lambda d: rubrics.level_update(level=_given(level), actor=user, **d),
             l_id,
         ),
-        "level.delete": (None, lambda d: rubrics.level_delete(level=level, actor=user), l_id),
+        "level.delete": (
+            None,
+            lambda d: rubrics.level_delete(level=_given(level), actor=user),
+            l_id,
+        ),
     }
 
 

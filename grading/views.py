@@ -193,8 +193,8 @@ def review_answer(request: HtmxHttpRequest, answer_pk: int) -> HttpResponse:
     extra: dict[str, Any] = {}
     if request.method == "POST":
         scores = {
-            int(key.removeprefix("score-")): value
-            for key, value in request.POST.items()
+            int(key.removeprefix("score-")): request.POST.get(key, "")
+            for key in request.POST
             if key.startswith("score-") and key.removeprefix("score-").isdigit()
         }
         version = request.POST.get("version", "")

@@ -133,10 +133,12 @@ def test_review_page_of_a_question_without_rubric_explains_instead_of_failing(
     assert answer.status == AnswerStatus.NEEDS_MANUAL
     client.force_login(teacher)
     url = reverse("grading:review", args=[answer.pk])
-    page = client.get(url)
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
     assert page.status_code == 200
     assert "This question has no rubric to grade against" in page.content.decode()
-    refused = client.post(url, {"feedback": "好"})
+    refused = client.post(url, {"feedback": "好"}, HTTP_ACCEPT_LANGUAGE="en")
     assert refused.status_code == 409
     assert "This question has no rubric to grade against." in refused.content.decode()
+    chinese = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "此题没有评分标准" in chinese
     assert not FinalGrade.objects.filter(answer=answer).exists()

@@ -8,9 +8,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import translation
 
-from courses import services
+from courses import rosters, services
 from courses.models import Course, Enrollment, Role, User
-from courses.services import RosterError, RowStatus
+from courses.rosters import RosterError, RowStatus
 from grading.models import AuditEvent
 
 from .conftest import PASSWORD, make_user
@@ -162,7 +162,7 @@ def test_preview_classifies_rows_and_changes_nothing(course, teacher, student):
         ]
     )
     users_before = User.objects.count()
-    preview = services.roster_preview(course=course, text=text)
+    preview = rosters.roster_preview(course=course, text=text)
     statuses = [(row.line, row.status) for row in preview.rows]
     assert statuses == [
         (2, RowStatus.NEW),
@@ -186,7 +186,7 @@ def test_preview_classifies_rows_and_changes_nothing(course, teacher, student):
 def test_import_reads_bom_and_excel_encodings_with_chinese_headers(course, teacher, encoding):
     text = "学号,姓名,邮箱\n20260201,欧阳娜娜,\n20260202,司马光,sima@school.cn\n"
     data = text.encode(encoding)
-    result = services.roster_import(course=course, text=services.roster_decode(data), actor=teacher)
+    result = rosters.roster_import(course=course, text=rosters.roster_decode(data), actor=teacher)
     assert sorted(u.name for u, _ in result.created) == ["司马光", "欧阳娜娜"]
     user = User.objects.get(username="20260201")  # the student number is the username
     assert user.student_number == "20260201" and user.name == "欧阳娜娜"
@@ -195,9 +195,9 @@ def test_import_reads_bom_and_excel_encodings_with_chinese_headers(course, teach
 
 def test_re_import_is_idempotent(course, teacher):
     text = roster([f"s{i:02d},学生{i},,2026{i:04d}" for i in range(5)])
-    first = services.roster_import(course=course, text=text, actor=teacher)
+    first = rosters.roster_import(course=course, text=text, actor=teacher)
     events = AuditEvent.objects.filter(action="roster.imported").count()
-    second = services.roster_import(course=course, text=text, actor=teacher)
+    second = rosters.roster_import(course=course, text=text, actor=teacher)
     assert len(first.created) == 5 and len(first.enrolled) == 5
     assert second.created == [] and second.enrolled == [] and second.unchanged == 5
     assert Enrollment.objects.filter(course=course, role=Role.STUDENT).count() == 5
@@ -214,7 +214,7 @@ def test_import_refuses_conflicting_accounts(course, teacher):
             "li li,李,,",  # a space is not allowed in a username
         ]
     )
-    preview = services.roster_preview(course=course, text=text)
+    preview = rosters.roster_preview(course=course, text=text)
     assert [row.status for row in preview.rows] == [RowStatus.INVALID] * 4
     assert "belongs to another account" in preview.rows[0].problems[0]
     assert "already used by account zhao" in preview.rows[1].problems[0]
@@ -234,13 +234,13 @@ def test_import_refuses_conflicting_accounts(course, teacher):
 )
 def test_unreadable_files_get_a_clear_message(course, data, message):
     with pytest.raises(RosterError, match=message):
-        services.roster_preview(course=course, text=services.roster_decode(data))
+        rosters.roster_preview(course=course, text=rosters.roster_decode(data))
 
 
 def test_tab_separated_and_semicolon_files(course, teacher):
     for sep in ("\t", ";"):
         text = f"username{sep}name\nt{ord(sep)}{sep}田\n"
-        preview = services.roster_preview(course=course, text=text)
+        preview = rosters.roster_preview(course=course, text=text)
         assert [r.status for r in preview.rows] == [RowStatus.NEW]
 
 
@@ -309,7 +309,7 @@ def test_e_mail_checks_ignore_case_and_catch_repeats_in_the_file(course, teacher
             f"p3,丙,{long_address},",
         ]
     )
-    rows = services.roster_preview(course=course, text=text).rows
+    rows = rosters.roster_preview(course=course, text=text).rows
     assert [r.status for r in rows] == [
         RowStatus.INVALID,
         RowStatus.NEW,
@@ -323,7 +323,7 @@ def test_e_mail_checks_ignore_case_and_catch_repeats_in_the_file(course, teacher
 
 def test_a_student_number_alone_finds_the_existing_account(course, teacher):
     wang = make_user("wangfang", student_number="20260101")
-    result = services.roster_import(course=course, text="学号,姓名\n20260101,王芳\n", actor=teacher)
+    result = rosters.roster_import(course=course, text="学号,姓名\n20260101,王芳\n", actor=teacher)
     assert result.created == [] and result.enrolled == [wang]
 
 
