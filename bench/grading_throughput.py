@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,23 +147,31 @@ def make_assignment(n: int, tag: str):
 
 
 def run_pipeline(
-    *, env: dict[str, str], n: int, tag: str, workers: int, concurrency: int, log: Path
+    *,
+    env: dict[str, str],
+    n: int,
+    tag: str,
+    workers: int,
+    concurrency: int,
+    log: Path,
+    clusters: int = 1,
 ) -> tuple[float, float]:
-    """Grade n answers through a fresh cluster. Returns (seconds, cluster CPU seconds)."""
+    """Grade n answers through `clusters` fresh clusters of `workers` workers each (as if on
+    as many hosts), sharing one request budget. Returns (seconds, cluster CPU seconds)."""
     from django.conf import settings
 
     from grading import services
     from grading.models import Answer, AnswerStatus
 
     env = {**env, "Q_WORKERS": str(workers), "LLM_MAX_CONCURRENCY": str(concurrency)}
-    # The enqueuing process must size chunks like the cluster does.
+    # The enqueuing process must size chunks like the clusters do.
     settings.Q_CLUSTER["workers"] = workers
     settings.LLM_MAX_CONCURRENCY = concurrency
     assignment = make_assignment(n, tag)
-    cluster = Cluster(env, log)
-    time.sleep(4)  # let every worker start before the clock does
+    running = [Cluster(env, log.with_name(f"{log.stem}-{i}{log.suffix}")) for i in range(clusters)]
+    time.sleep(4 + clusters)  # let every worker start before the clock does
     try:
-        cpu_before = cluster.cpu()
+        cpu_before = sum(cluster.cpu() for cluster in running)
         started = time.perf_counter()
         services.assignment_grade(assignment=assignment)
         answers = Answer.objects.filter(submission__assignment=assignment)
@@ -172,13 +181,45 @@ def run_pipeline(
                 raise SystemExit(f"grading did not finish in time; see {log}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        cpu = cluster.cpu() - cpu_before
+        cpu = sum(cluster.cpu() for cluster in running) - cpu_before
         graded = answers.filter(status=AnswerStatus.GRADED).count()
         if graded != n:
             raise SystemExit(f"only {graded} of {n} answers graded; see {log}")
     finally:
-        cluster.stop()
+        for cluster in running:
+            cluster.stop()
     return elapsed, cpu
+
+
+def prepare(*, capacity: int, latency: float) -> tuple[Path, str, dict[str, str], Any]:
+    """A migrated bench database, Django set up, and a loopback model server started.
+
+    Returns (scratch directory, database URL, the clusters' environment, the server)."""
+    tmp = Path(tempfile.mkdtemp(prefix="markwise-bench-"))
+    db_url = bench_database_url(tmp)
+    if db_url.startswith(("postgres://", "postgresql://")):
+        recreate_postgres(db_url)
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["BENCH_LATENCY"] = str(latency)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=os.environ,
+        check=True,
+    )
+
+    from tests.fake_llm import FakeLLM
+
+    fake = FakeLLM(capacity=capacity, latency=latency).start()
+    # The enqueuing process and the cluster must agree on settings (tasks are signed).
+    os.environ.update(LLM_BASE_URL=fake.url, DEBUG="false", SECRET_KEY="bench-" + "x" * 50)
+    env = dict(os.environ)
+    import django
+
+    django.setup()
+    return tmp, db_url, env, fake
 
 
 def main() -> None:
@@ -198,30 +239,7 @@ def main() -> None:
     # Stopped from outside (a timeout, Ctrl-C): still stop the clusters we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    tmp = Path(tempfile.mkdtemp(prefix="markwise-bench-"))
-    db_url = bench_database_url(tmp)
-    if db_url.startswith(("postgres://", "postgresql://")):
-        recreate_postgres(db_url)
-    os.environ["DATABASE_URL"] = db_url
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["BENCH_LATENCY"] = str(args.l)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=os.environ,
-        check=True,
-    )
-
-    from tests.fake_llm import FakeLLM
-
-    fake = FakeLLM(capacity=args.c, latency=args.l).start()
-    # The enqueuing process and the cluster must agree on settings (tasks are signed).
-    os.environ.update(LLM_BASE_URL=fake.url, DEBUG="false", SECRET_KEY="bench-" + "x" * 50)
-    env = dict(os.environ)
-    import django
-
-    django.setup()
+    tmp, db_url, env, fake = prepare(capacity=args.c, latency=args.l)
 
     print(f"database: {db_url.split('@')[-1]}")
     print(f"server: C={args.c} slots, L={args.l}s per request; N={args.n} answers")

@@ -17,6 +17,11 @@ urlpatterns = [
         name="assignment_feedback",
     ),
     path(
+        "assignments/<int:pk>/feedback.pdf",
+        course_views.assignment_feedback_pdf,
+        name="assignment_feedback_pdf",
+    ),
+    path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
         name="login",
@@ -31,6 +36,12 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("grading/", include("grading.urls")),
+    path("api/", include("grading.api.urls")),
+    path("lti/", include("lti.urls")),
     path("healthz", grading_views.healthz, name="healthz"),
     path("readyz", grading_views.readyz, name="readyz"),
 ]
+
+# A request Django refuses before any view (a form body over DATA_UPLOAD_MAX_MEMORY_SIZE,
+# a bad Host header) gets a page in the site's layout that explains itself.
+handler400 = "courses.views.bad_request"

@@ -10,7 +10,9 @@ Dependency rule: `grading` may import `courses`; `courses` imports only what it 
   permissions and for questions (and the demo seed);
 - `grading.services` and `grading.selectors`: hand-in, released feedback and regrade
   requests for the students' pages; the rescore after a corrected answer key; queueing
-  the demo seed's answers;
+  the demo seed's answers; the teacher's to-do list on the home page;
+- `grading.workspace`: an answer's text cut into the passages its inline comments cover,
+  for the printed feedback;
 - `grading.rubrics.rubric_copy`: a question started from a template rubric gets a copy;
 - `grading.objective.parse_number`: an answer key's number parses as students' answers do;
 - `grading.rubric_templates`: the demo seed's rubrics.

@@ -1,5 +1,6 @@
-"""Small helpers the services share for editing records: apply form values, describe what
-changed (for the audit trail), and keep an `order` field dense."""
+"""Small helpers the services share for editing records: apply form values (cleaned by the
+shared text rule), describe what changed (for the audit trail), and keep an `order` field
+dense."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from django.db import models
+
+from .text import clean_data
 
 M = TypeVar("M", bound=models.Model)
 
@@ -21,13 +24,14 @@ def field_state(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
 
 
 def apply_values(obj: Any, fields: Iterable[str], values: dict[str, Any]) -> None:
+    """Set the named fields; text (also inside JSON values) is cleaned by the shared rule."""
     for name in fields:
         if name in values:
-            setattr(obj, name, values[name])
+            setattr(obj, name, clean_data(values[name]))
 
 
 def unchanged(obj: Any, fields: Iterable[str], values: dict[str, Any]) -> bool:
-    return all(getattr(obj, name) == values[name] for name in fields if name in values)
+    return all(getattr(obj, name) == clean_data(values[name]) for name in fields if name in values)
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:

@@ -23,6 +23,7 @@ from .models import (
     Role,
 )
 from .services import ASSIGNMENT_FIELDS, COURSE_FIELDS
+from .text import CleanTextFormMixin
 
 
 def add_errors(
@@ -38,14 +39,14 @@ def add_errors(
         form.add_error(None, exc)
 
 
-class CourseForm(forms.ModelForm):
+class CourseForm(CleanTextFormMixin, forms.ModelForm):
     class Meta:
         model = Course
         fields = list(COURSE_FIELDS)
         help_texts = {"code": _("Unique in the school, e.g. CHN-8A.")}
 
 
-class EnrollmentAddForm(forms.Form):
+class EnrollmentAddForm(CleanTextFormMixin, forms.Form):
     identifier = forms.CharField(
         label=_("Username, e-mail or student number"), max_length=254, strip=True
     )
@@ -66,7 +67,7 @@ class RosterUploadForm(forms.Form):
     )
 
 
-class AssignmentForm(forms.ModelForm):
+class AssignmentForm(CleanTextFormMixin, forms.ModelForm):
     class Meta:
         model = Assignment
         fields = list(ASSIGNMENT_FIELDS)
@@ -80,6 +81,10 @@ class AssignmentForm(forms.ModelForm):
             "due_at": _("In the school's time zone. Leave empty for no deadline."),
             "attempts_allowed": _("How many times a student may hand in."),
             "anonymous_grading": _("Hide students' names while reviewing."),
+            "show_answer_keys": _(
+                "Released feedback shows the correct answer of each objective item beside "
+                "the student's."
+            ),
             "language": _("Language of the grading prompts and feedback."),
         }
 
@@ -99,7 +104,7 @@ OPTION_PREFIX = re.compile(r"^\s*([A-Za-z])\s*[\.\、\)）．:：]\s*")
 KEY_SPLIT = re.compile(r"[\s,，、;；]+")
 
 
-class QuestionForm(forms.Form):
+class QuestionForm(CleanTextFormMixin, forms.Form):
     """One form for every kind; fields that do not apply to the kind are removed."""
 
     prompt = forms.CharField(label=_("Question"), widget=forms.Textarea(attrs={"rows": 4}))

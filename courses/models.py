@@ -14,7 +14,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -46,6 +47,36 @@ class User(AbstractUser):
         return self.name or self.get_full_name() or self.username
 
 
+class CourseQuerySet(models.QuerySet["Course"]):
+    def with_counts(self) -> CourseQuerySet:
+        """Annotate `student_count` (current students) and `assignment_count`.
+
+        Counted in subqueries, not with Count() over a join: the querysets that choose a
+        person's courses (`permissions.teaching_courses`) already join the enrollments to
+        filter on the person, and an aggregate over that join counts only their own row —
+        every course then showed 0 students."""
+        students = (
+            Enrollment.objects.filter(
+                course=OuterRef("pk"), role=Role.STUDENT, ended_at__isnull=True
+            )
+            .order_by()
+            .values("course")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        assignments = (
+            Assignment.objects.filter(course=OuterRef("pk"))
+            .order_by()
+            .values("course")
+            .annotate(n=models.Count("pk"))
+            .values("n")
+        )
+        return self.annotate(
+            student_count=Coalesce(Subquery(students), 0),
+            assignment_count=Coalesce(Subquery(assignments), 0),
+        )
+
+
 class Course(models.Model):
     title = models.CharField(_("title"), max_length=200)
     code = models.CharField(_("code"), max_length=50, unique=True)
@@ -55,6 +86,8 @@ class Course(models.Model):
     )
     archived = models.BooleanField(_("archived"), default=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = CourseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "title"]
@@ -168,6 +201,9 @@ class Assignment(models.Model):
         default=ReleasePolicy.MANUAL,
     )
     anonymous_grading = models.BooleanField(_("anonymous grading"), default=False)
+    # Whether released feedback shows the answer key of objective items beside the
+    # student's own answer (off by default: the same items may be set again).
+    show_answer_keys = models.BooleanField(_("show answer keys"), default=False)
     # Set when the teacher releases grades; cleared when they are hidden again.
     grades_released_at = models.DateTimeField(_("grades released"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)

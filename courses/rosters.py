@@ -13,9 +13,10 @@ import io
 import secrets
 from dataclasses import dataclass, field
 
+from axes.utils import reset as axes_reset
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
@@ -23,8 +24,10 @@ from django.utils.translation import gettext as _
 
 from grading.audit import audit_record
 
+from . import permissions
 from .hashers import InitialPasswordHasher
 from .models import Course, Enrollment, Role, User
+from .text import clean_text
 
 MAX_ROSTER_BYTES = 1_000_000
 MAX_ROSTER_ROWS = 2000
@@ -104,7 +107,7 @@ def roster_decode(data: bytes) -> str:
         raise RosterError(_("The file is larger than 1 MB. Split it into smaller files."))
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return data.decode(encoding)
+            return clean_text(data.decode(encoding))
         except UnicodeDecodeError:
             continue
     raise RosterError(_("The file is not text in UTF-8 or GB18030. Save it as “CSV UTF-8”."))
@@ -120,6 +123,8 @@ def _header_key(title: str) -> str | None:
 
 
 def _read_rows(text: str) -> list[RosterRow]:
+    # The text may come from the confirm form rather than from `roster_decode`.
+    text = clean_text(text)
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise RosterError(_("The file is empty."))
@@ -334,3 +339,28 @@ def roster_import(*, course: Course, text: str, actor: User) -> RosterResult:
         unchanged=preview.count(RowStatus.ENROLLED),
         invalid=[r for r in preview.rows if r.status == RowStatus.INVALID],
     )
+
+
+def student_password_reset(*, course: Course, student: User, actor: User) -> str:
+    """Give a student of this course a new random initial password and return it, to be
+    shown once to the teacher; only its hash is stored. The student must choose their own
+    at the next login, as after a roster import; their open sessions end (the password
+    hash changed) and any login lockout on their name is lifted. Audited, never with the
+    password. Who may do this for whom is `permissions.can_reset_password`."""
+    if not permissions.can_reset_password(actor, course, student):
+        raise PermissionDenied
+    password = _initial_password()
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=student.pk)
+        user.password = make_password(password, hasher=InitialPasswordHasher())
+        user.must_change_password = True
+        user.save(update_fields=["password", "must_change_password"])
+        audit_record(
+            actor=actor,
+            action="user.password_reset",
+            target=user,
+            after={"user": user.username, "course": course.pk, "must_change_password": True},
+        )
+        axes_reset(username=user.username)
+    student.password, student.must_change_password = user.password, True
+    return password

@@ -28,6 +28,7 @@ from .models import (
     Role,
     User,
 )
+from .text import clean_text
 
 COURSE_FIELDS = ("title", "code", "term", "language")
 ASSIGNMENT_FIELDS = (
@@ -40,6 +41,7 @@ ASSIGNMENT_FIELDS = (
     "grading_mode",
     "release_policy",
     "anonymous_grading",
+    "show_answer_keys",
 )
 QUESTION_FIELDS = (
     "prompt",
@@ -119,6 +121,7 @@ def enrollment_add(*, course: Course, identifier: str, role: str, actor: User) -
     """Add an existing account (by username, e-mail or student number) as student or TA."""
     if role not in (Role.STUDENT, Role.TA, Role.TEACHER):
         raise ValidationError({"role": _("Choose a role.")})
+    identifier = clean_text(identifier)
     user = _find_user(identifier)
     if user is None:
         message = _("No single account has the username, e-mail or student number “%(id)s”.")
@@ -286,7 +289,7 @@ def _normalise_question(question: Question) -> None:
 def question_create(*, assignment: Assignment, kind: str, actor: User, **values: Any) -> Question:
     with transaction.atomic():
         # Lock the assignment so that two questions added at once get distinct places.
-        Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
+        Assignment.objects.select_for_update(of=("self",)).filter(pk=assignment.pk).first()
         last = assignment.questions.aggregate(m=Max("order"))["m"] or 0
         question = Question(assignment=assignment, kind=kind, order=last + 1)
         apply_values(question, QUESTION_FIELDS, values)
@@ -353,7 +356,7 @@ def question_delete(*, question: Question, actor: User) -> None:
 def question_move(*, question: Question, offset: int, actor: User) -> None:
     """Move a question up (-1) or down (+1) among its siblings."""
     with transaction.atomic():
-        Assignment.objects.select_for_update().filter(pk=question.assignment_id).first()
+        Assignment.objects.select_for_update(of=("self",)).filter(pk=question.assignment_id).first()
         moved = move(
             Question.objects.filter(assignment_id=question.assignment_id), question.pk, offset
         )

@@ -12,16 +12,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.db.models import Count
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from grading.models import Rubric
+from grading.models import Rubric, SubmissionStatus
 from grading.rubrics import rubric_copy
 
-from . import permissions, services
+from . import permissions, rosters, services
 from .forms import (
     AssignmentForm,
     CourseForm,
@@ -30,7 +31,7 @@ from .forms import (
     RubricChoices,
     add_errors,
 )
-from .http import HtmxHttpRequest
+from .http import HtmxHttpRequest, parse_id
 from .models import (
     Assignment,
     AssignmentState,
@@ -39,8 +40,10 @@ from .models import (
     Question,
     QuestionKind,
     Role,
+    User,
 )
-from .views import work_context
+from .pdf import pdf_response
+from .views import feedback_context, feedback_sheet, work_context
 
 Saved = TypeVar("Saved")
 
@@ -86,15 +89,8 @@ def _form_page(request: HtmxHttpRequest, template: str, context: dict[str, Any])
 @login_required
 def course_list(request: HtmxHttpRequest) -> HttpResponse:
     courses = (
-        permissions.managed_courses(request.user)
-        .annotate(
-            student_count=Count(
-                "enrollments",
-                filter=Q(enrollments__role=Role.STUDENT, enrollments__ended_at__isnull=True),
-                distinct=True,
-            ),
-            assignment_count=Count("assignments", distinct=True),
-        )
+        Course.objects.filter(pk__in=permissions.managed_courses(request.user).values("pk"))
+        .with_counts()
         .order_by("archived", "code")
     )
     return render(
@@ -175,6 +171,31 @@ def course_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         request,
         "teach/course.html",
         {**roster_context(course), "assignments": assignments},
+    )
+
+
+@login_required
+@never_cache
+@require_POST
+def student_password_reset(request: HtmxHttpRequest, pk: int, user_pk: int) -> HttpResponse:
+    """A new initial password for one student of this course, shown on this page once.
+    Rendered, not redirected: the password must not travel through the session's messages."""
+    course = managed_course(request, pk)
+    student = get_object_or_404(
+        User.objects.filter(
+            enrollments__course=course,
+            enrollments__role=Role.STUDENT,
+            enrollments__ended_at__isnull=True,
+        ).distinct(),
+        pk=user_pk,
+    )
+    if not permissions.can_reset_password(request.user, course, student):
+        raise PermissionDenied  # a student of this course who also teaches somewhere
+    password = rosters.student_password_reset(course=course, student=student, actor=request.user)
+    return render(
+        request,
+        "teach/password_reset.html",
+        {"course": course, "student": student, "password": password},
     )
 
 
@@ -272,6 +293,39 @@ def assignment_preview(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "courses/work.html", {**context, "preview": True})
 
 
+@login_required
+def assignment_feedback_bundle(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Every student's feedback in one PDF, a page (or more) each, for teachers who hand
+    paper back. Exactly what each student sees online, so only once grades are released."""
+    assignment = get_object_or_404(
+        permissions.teachable_assignments(request.user).select_related("course"), pk=pk
+    )
+    if not assignment.grades_released:
+        messages.error(
+            request, _("Release the grades first: the printed feedback is what students see.")
+        )
+        return redirect("grading:assignment", pk=assignment.pk)
+    students = (
+        User.objects.filter(
+            submissions__assignment=assignment,
+            submissions__status=SubmissionStatus.SUBMITTED,
+        )
+        .distinct()
+        .order_by("student_number", "username")
+    )
+    sheets = [feedback_sheet(feedback_context(assignment, student)) for student in students]
+    return pdf_response(
+        template="courses/feedback_pdf.html",
+        context={
+            "assignment": assignment,
+            "sheets": [s for s in sheets if s["grades"] or s["pending"]],
+            "bundle": True,
+        },
+        filename=f"feedback-{assignment.pk}-all.pdf",
+        request=request,
+    )
+
+
 # --- Questions ----------------------------------------------------------------------
 
 
@@ -294,7 +348,11 @@ def _rubric_choices(request: HtmxHttpRequest) -> RubricChoices:
 
 def _chosen_rubric(request: HtmxHttpRequest, value: str) -> Rubric:
     """The rubric behind a choice; a template is copied into the teacher's rubrics first."""
-    kind, pk = value[:1], int(value[1:])
+    # The form only accepts its own choices, "r<id>" and "t<id>"; the id still goes
+    # through the one parser rather than int().
+    kind, pk = value[:1], parse_id(value[1:])
+    if pk is None:
+        raise Http404
     if kind == "t":
         template = get_object_or_404(Rubric, pk=pk, is_template=True)
         return rubric_copy(source=template, owner=request.user, actor=request.user)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import hmac
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Min
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.models import OrmQ
 
-from .llm import check_health
+from .llm import check_health, endpoint_states, endpoints
 from .models import Answer, AnswerStatus
 
 # Grading is "falling behind" when an answer has waited longer than this.
@@ -53,36 +56,83 @@ def grading_backlog() -> dict[str, Any]:
     }
 
 
+def waiting_for_model() -> dict[str, Any]:
+    """Answers waiting for the model server to come back, and since when."""
+    waiting = Answer.objects.filter(
+        status=AnswerStatus.GRADING, waiting_for_model_since__isnull=False
+    )
+    since = waiting.aggregate(since=Min("waiting_for_model_since"))["since"]
+    return {"answers": waiting.count(), "since": since.isoformat() if since else None}
+
+
 def llm_status(*, use_cache: bool = True) -> dict[str, Any]:
-    """Reachable and serving the configured model? Cached briefly: pages ask on every load."""
+    """Reachable and serving the configured model? Cached briefly: pages ask on every load.
+
+    With several replicas each is checked; `ok` while at least one serves. `endpoints`
+    also gives each one's shared circuit breaker (open since when, next probe), and
+    `waiting_for_model` the answers that wait for it to close.
+    """
     if not settings.LLM_BASE_URL:
         return {"ok": True, "mode": "offline rule engine", "model": None}
     key = f"markwise:llm-status:{settings.LLM_BASE_URL}:{settings.LLM_MODEL}"
     if use_cache and (cached := cache.get(key)) is not None:
         return cached
-    report = check_health(timeout=3.0)
+    urls = endpoints()
+    breakers = endpoint_states()
+    reports = [check_health(base_url=url, timeout=3.0) for url in urls]
+    serving = [r for r in reports if r.serving_model]
+    first = serving[0] if serving else reports[0]
     status = {
-        "ok": report.serving_model,
+        "ok": bool(serving),
         "mode": "model",
         "url": settings.LLM_BASE_URL,
-        "model": report.model,
-        "served": report.models,
-        "error": report.error,
+        "model": first.model,
+        "served": first.models,
+        "error": "; ".join(r.error for r in reports if r.error),
+        "endpoints": [
+            {
+                **breakers[url].as_json(),
+                "serving": report.serving_model,
+                "error": report.error,
+            }
+            for url, report in zip(urls, reports, strict=True)
+        ],
+        "waiting_for_model": waiting_for_model(),
     }
     cache.set(key, status, LLM_STATUS_CACHE_SECONDS)
     return status
 
 
-def readiness() -> dict[str, Any]:
+def readiness(*, detail: bool = True) -> dict[str, Any]:
+    """{"ready": bool}, with every check's report when `detail` is asked for.
+
+    Without detail only what decides readiness runs (database and migrations): an
+    anonymous probe never makes the server call the model endpoint or count the backlog.
+    """
     checks: dict[str, Any] = {"database": _database()}
     if checks["database"]["ok"]:
         checks["migrations"] = _migrations()
-        checks["grading"] = grading_backlog()
-    checks["llm"] = llm_status(use_cache=False)
+        if detail:
+            checks["grading"] = grading_backlog()
     # A model that is down does not make the site unready (teachers can still
     # review and grade by hand); it is reported, and the UI shows a banner.
     ready = checks["database"]["ok"] and checks.get("migrations", {}).get("ok", False)
+    if not detail:
+        return {"ready": ready}
+    checks["llm"] = llm_status(use_cache=False)
     return {"ready": ready, "checks": checks}
+
+
+def token_presented(request: HttpRequest) -> bool:
+    """The caller sent READYZ_TOKEN (as a Bearer token or ?token=). Compared in constant
+    time; with no token configured nothing matches, an empty one included."""
+    expected = settings.READYZ_TOKEN
+    if not expected:
+        return False
+    scheme, _sep, credentials = request.headers.get("Authorization", "").partition(" ")
+    offered = credentials.strip() if scheme.lower() == "bearer" else ""
+    offered = offered or request.GET.get("token", "")
+    return bool(offered) and hmac.compare_digest(offered.encode("utf-8"), expected.encode("utf-8"))
 
 
 def banner_problems() -> list[str]:
@@ -91,8 +141,15 @@ def banner_problems() -> list[str]:
     llm = llm_status()
     if not llm["ok"]:
         problems.append(
-            _("The AI model is unreachable: new answers wait or go to manual grading. (%(e)s)")
+            _("The AI model is unreachable: answers wait until it is back. (%(e)s)")
             % {"e": llm.get("error", "")}
+        )
+    waiting = llm.get("waiting_for_model") or {}
+    if waiting.get("answers"):
+        since = timezone.localtime(datetime.datetime.fromisoformat(waiting["since"]))
+        problems.append(
+            _("Grading has been waiting for the model since %(t)s (%(n)s answers).")
+            % {"t": since.strftime("%H:%M"), "n": waiting["answers"]}
         )
     backlog = grading_backlog()
     if not backlog["ok"]:

@@ -6,10 +6,12 @@ Only `grading.services` writes grades. AI output is stored as an Assessment
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import secrets
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -17,7 +19,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from courses.models import Assignment
 
 
 def canonical_json(value: Any) -> bytes:
@@ -201,6 +207,10 @@ class Submission(models.Model):
     )
     submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
     is_late = models.BooleanField(_("late"), default=False)
+    # The random token of the form that handed this attempt in: the same form posted again
+    # (a double click, a reload, the back button) returns this submission instead of
+    # using another attempt.
+    hand_in_token = models.CharField(_("hand-in token"), max_length=32, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -212,6 +222,11 @@ class Submission(models.Model):
             models.UniqueConstraint(
                 fields=["assignment", "student", "attempt"], name="one_submission_per_attempt"
             ),
+            models.UniqueConstraint(
+                fields=["assignment", "student", "hand_in_token"],
+                condition=~Q(hand_in_token=""),
+                name="one_submission_per_hand_in_form",
+            ),
             models.CheckConstraint(condition=Q(attempt__gte=1), name="attempt_positive"),
             models.CheckConstraint(
                 condition=Q(status="draft") | Q(submitted_at__isnull=False),
@@ -221,6 +236,23 @@ class Submission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assignment} · {self.student} · #{self.attempt}"
+
+    # --- How graders name the student: the one rule for anonymous grading -------------
+
+    @staticmethod
+    def anonymous_label(submission_id: int) -> str:
+        """The student of this submission, to a grader who must not know who it is. The
+        number is the submission's, which is already in the grader's URLs; it says nothing
+        about the student (each attempt and each assignment gets its own)."""
+        return gettext("Student #%(n)s") % {"n": submission_id}
+
+    def label_for_graders(self, assignment: Assignment | None = None) -> str:
+        """The student's name, or while the assignment is graded anonymously the anonymous
+        label. Every page a grader sees (queue, review, regrade list, audit) names students
+        through this; pass the assignment when it is at hand, to spare a query."""
+        if (assignment or self.assignment).anonymous_grading:
+            return self.anonymous_label(self.pk)
+        return self.student.display_name
 
 
 class AnswerStatus(models.TextChoices):
@@ -255,6 +287,9 @@ class Answer(models.Model):
     # When grading was last claimed: the sweeper re-enqueues answers stuck too long.
     grading_started_at = models.DateTimeField(null=True, blank=True)
     grading_requeues = models.PositiveSmallIntegerField(default=0)
+    # Set while the answer waits for the model server to come back (still GRADING, off the
+    # sweeper's clock); cleared when it is queued again.
+    waiting_for_model_since = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
@@ -354,6 +389,9 @@ class Assessment(models.Model):
     latency_ms = models.PositiveIntegerField(_("latency (ms)"), null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Prompt tokens the server's prefix cache served (vLLM reports them with
+    # --enable-prompt-tokens-details; 0 when the server does not say).
+    cached_tokens = models.PositiveIntegerField(null=True, blank=True)
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
     error = models.TextField(_("error"), blank=True)
     reused_from = models.ForeignKey(
@@ -388,6 +426,14 @@ class Assessment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_scorer_display()} · {self.answer_id} · {self.total}/{self.max_total}"
+
+    @property
+    def student_feedback(self) -> str:
+        """The comment this proposal offers the student: the model's feedback. The offline
+        rule engine writes none (what it has to say is for the teacher: its rationales);
+        proposals it stored before it stopped writing a teacher-only placeholder there are
+        read the same way, so that text never reaches a student."""
+        return "" if self.scorer == Scorer.RULES else self.feedback
 
     def messages(self) -> list[dict[str, str]]:
         """The exact messages sent to the model."""
@@ -524,9 +570,16 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 class AuditEvent(models.Model):
     """One state change that matters, hash-chained to the event before it.
 
-    `hash` = SHA-256 over the canonical JSON of the event's content and
-    `prev_hash`; changing any stored row breaks the chain from that row on.
+    `hash` is an HMAC, under a key kept outside the database, of the event's content as
+    stored, its position `seq` and `prev_hash` (`grading.audit`); changing, removing or
+    re-hashing any stored row breaks the chain from that row on.
     """
+
+    # How `hash` was computed. Events written before the keyed chain keep version 1
+    # (unkeyed SHA-256); `grading.audit` accepts them only before the first keyed event and
+    # only while a signed seal in the checkpoint store vouches for them.
+    HASH_LEGACY_SHA256 = 1
+    HASH_HMAC_SHA256 = 2
 
     created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
     actor = models.ForeignKey(
@@ -552,6 +605,10 @@ class AuditEvent(models.Model):
     request_id = models.CharField(_("request id"), max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # 1, 2, 3 … along the chain, inside the hash: a checkpoint names a position, and a
+    # gap shows without counting rows. Empty on version-1 events, which predate it.
+    seq = models.PositiveBigIntegerField(null=True, blank=True, unique=True, editable=False)
+    hash_version = models.PositiveSmallIntegerField(default=HASH_HMAC_SHA256, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -572,26 +629,6 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError("Audit events cannot be deleted.")
-
-    def hashed_content(self) -> dict[str, Any]:
-        return {
-            "created_at": self.created_at.isoformat(),
-            "actor_id": self.actor_id,
-            "actor_label": self.actor_label,
-            "action": self.action,
-            "target_type": self.target_type,
-            "target_id": self.target_id,
-            "assignment_id": self.assignment_id,
-            "submission_id": self.submission_id,
-            "before": self.before,
-            "after": self.after,
-            "reason": self.reason,
-            "request_id": self.request_id,
-            "prev_hash": self.prev_hash,
-        }
-
-    def compute_hash(self) -> str:
-        return sha256_hex(self.hashed_content())
 
 
 class RegradeStatus(models.TextChoices):
@@ -632,3 +669,402 @@ class RegradeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.answer_id} · {self.get_status_display()}"
+
+
+# --- Webhooks ------------------------------------------------------------------------
+
+
+class WebhookEvent(models.TextChoices):
+    """What a course's webhook subscription can ask to be told about (README: Webhooks)."""
+
+    GRADING_FINISHED = "grading.finished", _("Grading finished")
+    NEEDS_REVIEW = "grade.needs_review", _("Answers need a teacher's review")
+    GRADES_RELEASED = "grades.released", _("Grades released")
+    REGRADE_REQUESTED = "regrade.requested", _("Regrade requested")
+
+
+# Sent by the "send test event" action only; no subscription chooses it.
+WEBHOOK_TEST_EVENT = "webhook.test"
+
+
+def webhook_secret_new() -> str:
+    """A Standard Webhooks signing secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class WebhookSubscription(models.Model):
+    """A receiver of a course's events: an HTTPS URL, the events it wants, its secret.
+
+    The secret signs every delivery (`grading.webhooks`). It must be readable to sign, so
+    it is stored as is; it is shown once when a subscription is created through the API.
+    """
+
+    course = models.ForeignKey(
+        "courses.Course",
+        on_delete=models.CASCADE,
+        related_name="webhook_subscriptions",
+        verbose_name=_("course"),
+    )
+    url = models.URLField(_("URL"), max_length=500)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    secret = models.CharField(
+        _("signing secret"), max_length=100, default=webhook_secret_new, editable=False
+    )
+    event_types = models.JSONField(_("events"), default=list)
+    active = models.BooleanField(_("active"), default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["course", "-created_at"]
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+
+    def __str__(self) -> str:
+        return f"{self.course} → {self.url}"
+
+    def clean(self) -> None:
+        from .webhooks import webhook_event_types_clean, webhook_url_check
+
+        errors: dict[str, list[str]] = {}
+        try:
+            webhook_url_check(self.url)
+        except ValidationError as exc:
+            errors["url"] = exc.messages
+        try:
+            self.event_types = webhook_event_types_clean(self.event_types)
+        except ValidationError as exc:
+            errors["event_types"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+
+    def wants(self, event_type: str) -> bool:
+        return self.active and event_type in (self.event_types or [])
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    SUCCEEDED = "succeeded", _("Delivered")
+    FAILED = "failed", _("Failed")
+
+
+class WebhookDelivery(models.Model):
+    """One event on its way to one subscription: the log of its attempts.
+
+    `event_id` is the `webhook-id` header, the same on every retry so that a receiver
+    can drop duplicates; one subscription never gets two deliveries of one event.
+    """
+
+    subscription = models.ForeignKey(
+        WebhookSubscription,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("subscription"),
+    )
+    event_id = models.CharField(_("event id"), max_length=64)
+    event_type = models.CharField(_("event"), max_length=40)
+    payload = models.JSONField(_("payload"), encoder=UnicodeJSONEncoder)
+    status = models.CharField(
+        _("status"), max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    last_response_code = models.PositiveSmallIntegerField(
+        _("last response code"), null=True, blank=True
+    )
+    last_error = models.TextField(_("last error"), blank=True)
+    # One entry per attempt: {"at", "code", "error", "ms"}; bounded by WEBHOOK_MAX_ATTEMPTS.
+    history = models.JSONField(_("attempt history"), default=list, blank=True)
+    # While pending: when the next attempt is due (a claimed attempt pushes it past its
+    # timeout, so a second copy of the task waits instead of sending twice).
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_attempt_at = models.DateTimeField(_("last attempt"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "event_id"], name="one_delivery_per_event"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in DeliveryStatus]),
+                name="webhook_delivery_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} → {self.subscription_id}"
+
+
+# --- Integrations: API keys and idempotent requests ------------------------------------
+
+
+class ApiScope(models.TextChoices):
+    """What an API key may do in its courses (README: API)."""
+
+    READ = "read", _("Read courses, work and grades")
+    SUBMIT = "submit", _("Hand in work for students")
+    GRADE = "grade", _("Start grading, approve and override")
+    RELEASE = "release", _("Release and hide grades")
+
+
+API_KEY_PREFIX = "mw_"
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A school system's key to the API, for its courses (or the whole site) and scopes.
+
+    The key itself is shown once and never stored: only its SHA-256 (a key has 256 random
+    bits, so a fast hash is as safe as a slow one) and the public `prefix` that finds the
+    row. Each key acts as its own service account (`user`, which cannot log in), so the
+    audit trail and every grade it approves name the key, not a person.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="api_key",
+        editable=False,
+        verbose_name=_("service account"),
+    )
+    site_wide = models.BooleanField(
+        _("whole site"), default=False, help_text=_("Every course, now and later.")
+    )
+    courses = models.ManyToManyField(
+        "courses.Course", blank=True, related_name="api_keys", verbose_name=_("courses")
+    )
+    scopes = models.JSONField(_("scopes"), default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_active and scope in (self.scopes or [])
+
+    def clean(self) -> None:
+        unknown = sorted(set(self.scopes or []) - set(ApiScope.values))
+        if unknown or not self.scopes:
+            raise ValidationError(
+                {"scopes": _("Choose one or more of: %(s)s.") % {"s": ", ".join(ApiScope.values)}}
+            )
+
+    @staticmethod
+    def hash(raw_key: str) -> str:
+        return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST sent with an `Idempotency-Key`, kept for 24 hours.
+
+    The row is inserted before the request's work starts (`status_code` empty), so the
+    unique constraint makes the database pick one winner among racing retries; the others
+    wait for its response and replay it (`grading.api.idempotency`).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of method, path, query and (canonical JSON) body: the same key with another
+    # request is the client's mistake, not a retry.
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(encoder=UnicodeJSONEncoder, null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("idempotent request")
+        verbose_name_plural = _("idempotent requests")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="one_idempotency_key_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.key}"
+
+
+# --- The review workspace: inline comments and each teacher's comment bank ------------
+
+
+class AnswerComment(models.Model):
+    """A teacher's comment on one passage of a student's answer (an annotation).
+
+    `start` and `end` count characters (code points) of the answer's text, as the service
+    checked them against `quote`; the student sees these beside their answer once grades
+    are released, as they see the grade's feedback.
+    """
+
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("author"),
+    )
+    start = models.PositiveIntegerField(_("start"))
+    end = models.PositiveIntegerField(_("end"))
+    quote = models.TextField(_("passage"))
+    body = models.TextField(_("comment"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["answer", "start", "end", "id"]
+        verbose_name = _("inline comment")
+        verbose_name_plural = _("inline comments")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end__gt=F("start")), name="comment_passage_nonempty"
+            ),
+            models.CheckConstraint(condition=~Q(body=""), name="comment_has_body"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.answer_id} [{self.start}:{self.end}]"
+
+
+class CommentBankEntry(models.Model):
+    """A comment a teacher saved to reuse: in feedback, or on a passage of an answer."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comment_bank"
+    )
+    text = models.TextField(_("comment"))
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=[("zh-hans", "简体中文"), ("en", "English")],
+        default="zh-hans",
+    )
+    uses = models.PositiveIntegerField(_("times used"), default=0)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["owner", "-uses", "-created_at"]
+        verbose_name = _("saved comment")
+        verbose_name_plural = _("saved comments")
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "text"], name="one_bank_entry_per_text"),
+            models.CheckConstraint(condition=~Q(text=""), name="bank_entry_has_text"),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:40]
+
+
+# --- The model endpoints: circuit breaker and concurrency budget ----------------------------
+# Used when REDIS_URL is empty; with Redis the same state lives there (grading/llm_state.py).
+
+
+class ModelEndpointState(models.Model):
+    """The shared circuit breaker of one model endpoint: open while the server is down.
+
+    Every worker process reads it before sending a chunk; the one that sees the outage
+    opens it, and a probe of /models closes it again.
+    """
+
+    url = models.CharField(max_length=500, unique=True)
+    open_since = models.DateTimeField(null=True, blank=True)
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    probe_interval = models.FloatField(default=0)  # seconds; doubled per failed probe
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("model endpoint")
+        verbose_name_plural = _("model endpoints")
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class ModelSlot(models.Model):
+    """One request slot of an endpoint's cluster-wide budget (LLM_MAX_CONCURRENCY rows).
+
+    A worker leases free or expired rows in batches and renews them while it sends; a
+    worker that dies leaves leases that expire, never a budget that shrinks for good.
+    """
+
+    endpoint = models.CharField(max_length=500)
+    number = models.PositiveIntegerField()
+    holder = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("model request slot")
+        verbose_name_plural = _("model request slots")
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "number"], name="one_slot_per_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint} #{self.number}"
+
+
+# --- Calibration ---------------------------------------------------------------------
+
+
+class ExemplarChoice(models.Model):
+    """A teacher's say on whether a graded answer teaches the AI its question's standard.
+
+    Every answer a teacher graded (accepted, overrode or graded by hand) is an exemplar
+    for its question by default. `pinned` answers go first into the model's prompt;
+    `excluded` ones (an odd answer, a grade given for reasons the text does not show)
+    are never used. No row: the default.
+    """
+
+    answer = models.OneToOneField(Answer, on_delete=models.CASCADE, related_name="exemplar_choice")
+    pinned = models.BooleanField(_("pinned as exemplar"))
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    chosen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("exemplar choice")
+        verbose_name_plural = _("exemplar choices")
+
+    def __str__(self) -> str:
+        return f"{self.answer_id}: {'pinned' if self.pinned else 'excluded'}"

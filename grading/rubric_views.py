@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from courses import permissions
 from courses.forms import add_errors
-from courses.http import HtmxHttpRequest
+from courses.http import HtmxHttpRequest, post_id
 
 from . import rubrics, selectors
 from .forms import CriterionForm, LevelForm, RubricForm
@@ -147,13 +147,6 @@ def rubric_builder(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "grading/rubric_builder.html", _builder_context(request, rubric))
 
 
-def _id(request: HtmxHttpRequest, name: str) -> int:
-    value = request.POST.get(name, "")
-    if not value.isdigit():
-        raise Http404
-    return int(value)
-
-
 def _given(obj: T | None) -> T:
     # rubric_change answers 400 before calling an operation whose object id is missing.
     assert obj is not None
@@ -167,12 +160,12 @@ def _operations(
     user = request.user
     criterion = level = None
     if request.POST.get("criterion"):
-        criterion = get_object_or_404(Criterion, rubric=rubric, pk=_id(request, "criterion"))
+        criterion = get_object_or_404(Criterion, rubric=rubric, pk=post_id(request, "criterion"))
     if request.POST.get("level"):
         level = get_object_or_404(
             Level.objects.select_related("criterion__rubric"),
             criterion__rubric=rubric,
-            pk=_id(request, "level"),
+            pk=post_id(request, "level"),
         )
     c_id = criterion.pk if criterion else None
     l_id = level.pk if level else None
@@ -276,7 +269,7 @@ def rubric_change(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 def rubric_regrade(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     rubric = get_object_or_404(permissions.readable_rubrics(request.user), pk=pk)
     assignment = get_object_or_404(
-        permissions.teachable_assignments(request.user), pk=_id(request, "assignment")
+        permissions.teachable_assignments(request.user), pk=post_id(request, "assignment")
     )
     count = rubrics.rubric_regrade_outdated(
         rubric=rubric, assignment=assignment, actor=request.user

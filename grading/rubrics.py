@@ -9,7 +9,7 @@ and `selectors.rubric_outdated_answers` tells the teacher which answers to regra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from courses.editing import apply_values, changes, field_state, move, renumber, unchanged
 from courses.models import Assignment, Question, User
+from courses.text import clean_text
 
 from .audit import audit_record
 from .models import (
@@ -50,6 +51,10 @@ class Edit:
 
     rubric: Rubric
     versioned: bool = False
+    # When versioned: each old criterion's id → its copy in the new version, so that a
+    # caller applying several changes in one save (Django admin) can find where the next
+    # change belongs.
+    criteria: dict[int, Criterion] = field(default_factory=dict)
 
 
 def rubric_is_used(rubric: Rubric) -> bool:
@@ -95,7 +100,7 @@ def _copy_into(source: Rubric, target: Rubric) -> dict[int, Criterion]:
     return mapping
 
 
-def rubric_create(*, owner: User, actor: User, **values: Any) -> Rubric:
+def rubric_create(*, owner: User | None, actor: User, **values: Any) -> Rubric:
     rubric = Rubric(owner=owner)
     apply_values(rubric, RUBRIC_FIELDS, values)
     rubric.full_clean()
@@ -114,7 +119,7 @@ def rubric_copy(*, source: Rubric, owner: User, actor: User, title: str = "") ->
     """A teacher's own copy of a template or a colleague's rubric: a new lineage, version 1."""
     with transaction.atomic():
         rubric = Rubric.objects.create(
-            title=(title or source.title)[:200],
+            title=(clean_text(title) or source.title)[:200],
             description=source.description,
             language=source.language,
             owner=owner,
@@ -149,7 +154,8 @@ def _writable(rubric: Rubric, actor: User) -> tuple[Edit, dict[int, Criterion]]:
     )
     if latest is None or latest.pk != rubric.pk:
         raise StaleRubric(_("A newer version of this rubric exists. Reload the page."))
-    if rubric.is_template:
+    if rubric.is_template and not actor.has_perm("grading.change_rubric"):
+        # Templates belong to whoever may change rubrics in Django admin; teachers edit a copy.
         raise ValidationError(_("Templates are changed by administrators. Edit a copy."))
     if not rubric_is_used(rubric):
         return Edit(rubric), {}
@@ -171,7 +177,7 @@ def _writable(rubric: Rubric, actor: User) -> tuple[Edit, dict[int, Criterion]]:
         before={"rubric": rubric.pk, "version": rubric.version},
         after={"rubric": new.pk, "version": new.version, "questions": moved},
     )
-    return Edit(new, versioned=True), mapping
+    return Edit(new, versioned=True, criteria=mapping), mapping
 
 
 def _in(edit: Edit, mapping: dict[int, Criterion], criterion: Criterion) -> Criterion:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import Any
 
 from .prompts import Proposal, allowed_points
 from .screening import WORD, substance
 
-RULES_VERSION = "rules-v1"
+RULES_VERSION = "rules-v2"
 RULES_CONFIDENCE = 0.2
 
 _STOPWORDS = {
@@ -73,6 +74,86 @@ def terms(text: str) -> set[str]:
     return found
 
 
+# Characters that carry grammar, not content: matching them says nothing about an answer.
+_CJK_FUNCTION_CHARS = set("的了是在和与及或就也都而把被让使为所以因此这那其之着过吗呢吧啊一个有")
+_STEM_CHARS = 5  # "borrowing"/"borrowed"/"borrow" all fold to "borro": cheap, language-blind
+
+
+def features(text: str) -> Counter[str]:
+    """Weighted content features: CJK characters and bigrams, folded Latin words.
+
+    Latin words are cut to their first few letters (a crude stemmer that needs no
+    dictionary); CJK single characters count for a third of a bigram so that a
+    paraphrase sharing characters but not word order still matches partly.
+    """
+    found: Counter[str] = Counter()
+    for run in _CJK_RUN.findall(text):
+        for ch in run:
+            if ch not in _CJK_FUNCTION_CHARS:
+                found["1:" + ch] += 1
+        for i in range(len(run) - 1):
+            pair = run[i : i + 2]
+            if not (pair[0] in _CJK_FUNCTION_CHARS and pair[1] in _CJK_FUNCTION_CHARS):
+                found["2:" + pair] += 1
+    for word in WORD.findall(text):
+        lowered = word.lower()
+        if len(lowered) > 2 and lowered not in _STOPWORDS:
+            found["w:" + lowered[:_STEM_CHARS]] += 1
+    return found
+
+
+def _weight(feature: str) -> float:
+    return 1 / 3 if feature.startswith("1:") else 1.0
+
+
+def cosine(a: Counter[str], b: Counter[str], idf: dict[str, float] | None = None) -> float:
+    """Cosine of two feature vectors (optionally IDF-weighted)."""
+
+    def w(f: str) -> float:
+        return _weight(f) * (idf.get(f, 1.0) if idf else 1.0)
+
+    dot = sum(a[f] * b[f] * w(f) ** 2 for f in a.keys() & b.keys())
+    norm_a = math.sqrt(sum((v * w(f)) ** 2 for f, v in a.items()))
+    norm_b = math.sqrt(sum((v * w(f)) ** 2 for f, v in b.items()))
+    return dot / (norm_a * norm_b) if norm_a and norm_b else 0.0
+
+
+def bag_of_words_cosine(answer: str, reference: str) -> float:
+    """The plain baseline the engine must beat: raw term-count cosine to the reference
+    (lowercase words, single CJK characters), no stemming, no stopwords, no weights."""
+
+    def bag(text: str) -> Counter[str]:
+        tokens = [w.lower() for w in WORD.findall(text)]
+        tokens += [ch for run in _CJK_RUN.findall(text) for ch in run]
+        return Counter(tokens)
+
+    return cosine(bag(answer), bag(reference))
+
+
+def content_match(answer: str, reference: str, question: str) -> float:
+    """How much of the reference answer's content the answer carries, 0..1.
+
+    Weighted recall of the reference's features, where what the question itself
+    says counts for little (restating the question is not answering it), blended
+    with the cosine so that an answer padded with unrelated text loses some.
+    """
+    return content_match_features(features(answer), features(reference), features(question))
+
+
+def content_match_features(ans: Counter[str], ref: Counter[str], asked: Counter[str]) -> float:
+    """`content_match` on features already extracted (the calibrated engine reuses them)."""
+    if not ref:
+        return 0.0
+    total = got = 0.0
+    for feature in ref:
+        weight = _weight(feature) * (0.25 if feature in asked else 1.0)
+        total += weight
+        if feature in ans:
+            got += weight
+    recall = got / total if total else 0.0
+    return min(1.0, 0.75 * math.sqrt(recall) + 0.25 * math.sqrt(cosine(ans, ref)))
+
+
 def _coverage(answer_terms: set[str], target: set[str]) -> float:
     return len(answer_terms & target) / len(target) if target else 0.0
 
@@ -86,7 +167,7 @@ def _expected_length(question: str, reference: str) -> int:
     return max(cjk, words, 20)
 
 
-def _snap(score: float, criterion: dict[str, Any]) -> int:
+def snap(score: float, criterion: dict[str, Any]) -> int:
     points = allowed_points(criterion)
     value = max(0, min(criterion["max_points"], round(score)))
     if points:
@@ -116,8 +197,16 @@ def propose(
     # Terms cannot be compared across scripts (a Chinese answer to an English question).
     comparable = not reference or _dominant_script(answer) == _dominant_script(reference)
     topic = min(1.0, question_cov / 0.1) if question_terms and comparable else 0.5
-    content = min(1.0, math.sqrt(reference_cov * 2)) if comparable else 0.3
-    base = 0.35 * length_factor + 0.35 * topic + 0.30 * content
+    if reference and comparable:
+        # With a reference answer its content is what earns points: restating the
+        # question (topic) or writing long (length) adds little on their own.
+        # Nobody's answer carries all of a reference's wording: three quarters of it
+        # is a full answer, and some overlap (the topic's own words) is there by chance.
+        content = min(1.0, max(0.0, (content_match(answer, reference, question) - 0.15) / 0.6))
+        base = 0.8 * content + 0.1 * length_factor + 0.1 * topic
+    else:
+        content = min(1.0, math.sqrt(reference_cov * 2)) if comparable else 0.3
+        base = 0.35 * length_factor + 0.35 * topic + 0.30 * content
     zh = language == "zh-hans"
 
     scores: list[int] = []
@@ -128,7 +217,7 @@ def propose(
         )
         descriptor_cov = _coverage(answer_terms, descriptor_terms)
         fraction = min(1.0, base + 0.1 * min(1.0, descriptor_cov * 5))
-        scores.append(_snap(fraction * criterion["max_points"], criterion))
+        scores.append(snap(fraction * criterion["max_points"], criterion))
         rationales.append(
             (
                 f"离线规则引擎估分：长度达标 {length_factor:.0%}，切题词覆盖 {question_cov:.0%}，"
@@ -142,17 +231,17 @@ def propose(
             )
         )
     missing = sorted(reference_terms - answer_terms, key=len, reverse=True)[:6]
-    if zh:
-        # Character bigrams are no advice to a student; the teacher writes the feedback.
-        feedback = "（离线规则引擎自动生成，仅供教师参考，请教师填写评语。）"
-    else:
-        feedback = "(Generated by the offline rule engine; for the teacher's reference only.)"
-        if missing and comparable:
-            feedback += " Consider covering: " + ", ".join(missing) + "."
+    if missing and comparable and not zh:
+        # Character bigrams say nothing to anyone; English words are a hint for the teacher.
+        hint = " Reference terms not found: " + ", ".join(missing) + "."
+        rationales = [r + hint for r in rationales]
     off_topic = comparable and reference_cov < 0.05 and question_cov < 0.05
     return Proposal(
         scores=scores,
         rationales=rationales,
-        feedback=feedback,
+        # Nothing for the student: the feedback field is what a student reads once the
+        # grade is approved and released, and coverage counts are no advice. The teacher
+        # writes the comment (the review page says the rule engine proposed these scores).
+        feedback="",
         flags=frozenset({"off_topic"} if off_topic else set()),
     )

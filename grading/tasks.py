@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import services
+from . import services, webhooks
 
 
-def grade_answers(answer_ids: list[int], force: bool = False) -> dict[str, int]:
-    summary = services.answers_grade(answer_ids=answer_ids, force=force)
+def grade_answers(answer_ids: list[int], force: bool = False) -> dict[str, Any]:
+    summary = services.answers_grade_chunk(answer_ids=answer_ids, force=force)
     return vars(summary)
 
 
@@ -24,3 +24,18 @@ def grading_finished(task: Any) -> None:
 def requeue_stuck() -> int:
     """Scheduled sweeper: answers stuck in "grading" past the task timeout are retried."""
     return services.answers_requeue_stuck()
+
+
+def model_probe() -> int:
+    """One-off schedule while answers wait for the model: probe it, requeue them if it is back."""
+    return services.model_outage_check()
+
+
+def webhook_deliver(delivery_id: int) -> str:
+    """One attempt of one webhook delivery; retries schedule themselves."""
+    return webhooks.webhook_deliver(delivery_id=delivery_id)
+
+
+def webhook_sweep() -> int:
+    """Scheduled sweeper: webhook deliveries whose task was lost are enqueued again."""
+    return webhooks.webhook_deliveries_requeue()

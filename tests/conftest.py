@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -42,6 +43,17 @@ def _fast_password_hashing(settings):
         "django.contrib.auth.hashers.MD5PasswordHasher",
         "courses.hashers.InitialPasswordHasher",  # what roster imports use
     ]
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_checkpoints(settings, monkeypatch, tmp_path_factory):
+    # Each test gets its own audit checkpoint directory (created only if written to). The
+    # test database is rolled back or flushed after each test, and a checkpoint left from
+    # an earlier test would rightly read as a trail whose newest events were deleted. The
+    # environment variable reaches a qcluster a test starts.
+    directory = tmp_path_factory.getbasetemp() / "audit-checkpoints" / uuid.uuid4().hex
+    settings.AUDIT_CHECKPOINT_DIR = directory
+    monkeypatch.setenv("AUDIT_CHECKPOINT_DIR", str(directory))
 
 
 def make_user(username: str, **extra: object) -> User:

@@ -11,9 +11,20 @@ order of precedence:
 
 Modes: valid, malformed, missing_criterion, out_of_range, error500, rate_limited
 (429 + Retry-After), slow (sleeps `slow_seconds`), context_length (400),
-unauthorized (401), flags_clean (valid, every flag false). Like vLLM under
-load, at most `capacity` requests are served at once, each holding its slot
-for `latency` seconds.
+unauthorized (401), flags_clean (valid, every flag false), error502 and error503
+(a proxy in front of a restarting server), loading (503 "Loading model", as
+llama.cpp answers while it loads), truncated (cut off at max_tokens,
+finish_reason "length"), control_chars (valid, but with raw control characters
+inside the JSON strings, as vLLM's JSON grammar allows). Like vLLM under load,
+at most `capacity` requests are served at once, each holding its slot for
+`latency` seconds.
+
+Like a vLLM restart, `stop()` closes the port (connections are refused) and a later
+`start()` listens on the same port again. `open_requests` counts requests received
+and not yet answered (running or queued, what a budget must bound) and
+`max_open_requests` its peak. Usage reports `prompt_tokens_details.cached_tokens`
+like vLLM with `--enable-prompt-tokens-details`: a system prompt seen before is a
+prefix-cache hit.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -44,6 +56,7 @@ class FakeLLM:
         latency: float = 0.0,
         slow_seconds: float = 5.0,
         retry_after: str = "1",
+        port: int = 0,
     ) -> None:
         self.model = model
         self.capacity = capacity
@@ -56,26 +69,44 @@ class FakeLLM:
         self.modes: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.open_requests = 0
+        self.max_open_requests = 0
+        self._seen_prefixes: set[str] = set()
+        self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(capacity)
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", port), self._handler())
+        self._port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def start(self) -> FakeLLM:
+        """Listen (again, after `stop()`: on the same port, as a restarted server does)."""
+        if self._closed:
+            self._server = _Server(("127.0.0.1", self._port), self._handler())
+            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            self._closed = False
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Close the port: new connections are refused, open ones (kept alive, or with a
+        request in progress) are cut, as when the server process dies."""
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+        self._closed = True
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def reset(self) -> None:
         with self._lock:
@@ -84,7 +115,9 @@ class FakeLLM:
             self.requests = []
             self.modes = Counter()
             self.max_in_flight = 0
+            self.max_open_requests = self.open_requests
             self.latency = 0.0
+            self._seen_prefixes = set()
 
     # -- behaviour --------------------------------------------------------------------
 
@@ -133,6 +166,17 @@ class FakeLLM:
         reply = self.valid_reply(schema, variant=index)
         if mode == "malformed":
             return '{"criteria": {"c1": {"rationale": "cut off'
+        if mode == "truncated":
+            return json.dumps(reply, ensure_ascii=False)[:40]
+        if mode == "control_chars":
+            first = sorted(reply["criteria"])[0]
+            reply["criteria"][first]["rationale"] = "Line one\x01\nline two\x00."
+            reply["feedback"] = "Good\x0b work\ttab."
+            # json.dumps escapes control characters; a grammar-constrained model does not.
+            text = json.dumps(reply, ensure_ascii=False)
+            for escaped, raw in (("\\u0001", "\x01"), ("\\u0000", "\x00"), ("\\u000b", "\x0b")):
+                text = text.replace(escaped, raw)
+            return text.replace("\\n", "\n").replace("\\t", "\t")
         if mode == "missing_criterion":
             reply["criteria"].pop(sorted(reply["criteria"])[-1])
         elif mode == "out_of_range":
@@ -149,17 +193,38 @@ class FakeLLM:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
+
             def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None):
                 data = json.dumps(payload, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                # The client may have given up already (a timeout test): nothing to tell it.
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                # No longer open once the reply is on its way: the client may send its next
+                # request the moment it arrives, and must not be counted twice.
+                self._close_request()
+                # The client may have given up already (a timeout test), or the server was
+                # stopped under it: nothing to tell it.
+                with contextlib.suppress(OSError):
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
                     self.wfile.write(data)
+
+            def _close_request(self) -> None:
+                if getattr(self, "_open", False):
+                    self._open = False
+                    with fake._lock:
+                        fake.open_requests -= 1
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") in ("/v1/models", "/models"):
@@ -175,6 +240,16 @@ class FakeLLM:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "not found"}})
                     return
+                with fake._lock:
+                    fake.open_requests += 1
+                    fake.max_open_requests = max(fake.max_open_requests, fake.open_requests)
+                self._open = True
+                try:
+                    self._generate(body)
+                finally:
+                    self._close_request()
+
+            def _generate(self, body: dict[str, Any]) -> None:
                 mode = fake._mode_for(body)
                 # A request holds a slot for exactly `latency` (the model's generation
                 # time); writing the HTTP reply happens after, as in vLLM.
@@ -193,6 +268,22 @@ class FakeLLM:
             def _respond(self, mode: str, body: dict[str, Any]) -> None:
                 if mode == "error500":
                     self._send(500, {"object": "error", "message": "engine crashed"})
+                    return
+                if mode in ("error502", "error503"):
+                    status = int(mode[-3:])
+                    self._send(status, {"error": {"message": f"upstream answered {status}"}})
+                    return
+                if mode == "loading":
+                    self._send(
+                        503,
+                        {
+                            "error": {
+                                "code": 503,
+                                "message": "Loading model",
+                                "type": "unavailable_error",
+                            }
+                        },
+                    )
                     return
                 if mode == "rate_limited":
                     self._send(
@@ -228,10 +319,18 @@ class FakeLLM:
                         {
                             "index": i,
                             "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
+                            "finish_reason": "length" if mode == "truncated" else "stop",
                         }
                     )
                 completion = sum(len(c["message"]["content"]) for c in choices) // 3
+                system = next(
+                    (m.get("content", "") for m in body["messages"] if m["role"] == "system"), ""
+                )
+                with fake._lock:
+                    hit = system in fake._seen_prefixes
+                    fake._seen_prefixes.add(system)
+                # vLLM caches whole blocks of 16 tokens of the identical prefix.
+                cached = (len(system) // 2) // 16 * 16 if hit else 0
                 self._send(
                     200,
                     {
@@ -243,6 +342,7 @@ class FakeLLM:
                             "prompt_tokens": prompt_chars // 2,
                             "completion_tokens": completion,
                             "total_tokens": prompt_chars // 2 + completion,
+                            "prompt_tokens_details": {"cached_tokens": cached},
                         },
                     },
                 )
@@ -254,10 +354,7 @@ def main() -> None:
     """Run standalone: `python -m tests.fake_llm [port]` (for trying `make demo` with a model)."""
     import sys
 
-    fake = FakeLLM()
-    if len(sys.argv) > 1:
-        fake._server.server_close()
-        fake._server = _Server(("127.0.0.1", int(sys.argv[1])), fake._handler())
+    fake = FakeLLM(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     print(f"fake OpenAI-compatible server on {fake.url}", flush=True)
     fake._server.serve_forever()
 

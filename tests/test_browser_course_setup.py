@@ -4,10 +4,12 @@ admin; an imported student logs in with the printed password and finds the exam.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from playwright.sync_api import expect
 
 from courses.models import Assignment, AssignmentState, Course, Enrollment, Role
 from grading.models import AuditEvent, Rubric
@@ -20,6 +22,10 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="apt-get install chromium"),
 ]
+
+# Every check of the page waits (expect retries until it holds): a bare read races the
+# page's scripts and requests, and fails whenever the machine is busy.
+expect.set_options(timeout=15_000)
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程"
 GIVEN = "子涵浩然雨桐梓轩欣怡宇航思琪俊杰佳怡博文诗涵一鸣梦瑶天宇可欣"
@@ -59,20 +65,21 @@ def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
     page.fill("#id_term", "2026秋季")
     page.select_option("#id_language", "zh-hans")
     page.click("form button.primary")
+    expect(page).to_have_url(re.compile(rf"^{re.escape(base)}/teach/courses/\d+/$"))
     course = Course.objects.get(code="CHN-7C")
-    page.wait_for_url(f"{base}/teach/courses/{course.pk}/")
+    expect(page).to_have_url(f"{base}/teach/courses/{course.pk}/")
 
     # The roster: preview shows 30 new and 1 invalid row; nothing is saved until import.
     page.click(f"a[href='/teach/courses/{course.pk}/roster/import/']")
     page.set_input_files("#id_file", str(roster_csv(tmp_path / "名单.csv")))
     page.click("button[name=action][value=preview]")
-    page.wait_for_selector("#roster-preview")
-    assert page.locator("#roster-preview tr.row-new").count() == 30
+    expect(page.locator("#roster-preview tr.row-new")).to_have_count(30)
     invalid = page.locator("#roster-preview tr.row-invalid")
-    assert invalid.count() == 1 and "not-an-address" in invalid.inner_text()
+    expect(invalid).to_have_count(1)
+    expect(invalid).to_contain_text("not-an-address")
     assert not Enrollment.objects.filter(course=course, role=Role.STUDENT).exists()
     page.click("button[name=action][value=import]")
-    page.wait_for_selector("#initial-passwords")
+    expect(page.locator("#initial-passwords tbody tr")).to_have_count(30)
     page.screenshot(path=str(ARTIFACTS / "roster-passwords.png"), full_page=True)
     first = page.locator("#initial-passwords tbody tr").first.locator("td")
     username, password = first.nth(2).inner_text(), first.nth(3).inner_text()
@@ -85,8 +92,9 @@ def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
     page.fill("#id_instructions", "先完成选择题，再写作文。")
     page.fill("#id_due_at", "2026-12-20T18:00")
     page.click("form button.primary")
+    expect(page).to_have_url(re.compile(rf"^{re.escape(base)}/teach/assignments/\d+/$"))
     assignment = Assignment.objects.get(title="第一单元测验")
-    page.wait_for_url(f"{base}/teach/assignments/{assignment.pk}/")
+    expect(page).to_have_url(f"{base}/teach/assignments/{assignment.pk}/")
 
     template = Rubric.objects.get(title="中文作文评分标准（五项）", is_template=True)
     page.select_option("#new-kind", "essay")
@@ -111,34 +119,37 @@ def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
     page.fill("#id_value", "20")
     page.click("form button.primary")
     page.wait_for_url(f"{base}/teach/assignments/{assignment.pk}/")
-    assert page.locator(".question-row").count() == 3
+    expect(page.locator(".question-row")).to_have_count(3)
 
     # The essay's rubric is the teacher's own copy; the builder shows its total live.
     essay = assignment.questions.get(kind="essay")
     assert essay.rubric.owner == teacher and essay.rubric.max_points == 100
     page.click(f"a[href='/grading/rubrics/{essay.rubric_id}/']")
-    assert page.inner_text("#rubric-total") == "100"
+    total = page.locator("#rubric-total")
+    expect(total).to_have_text("100")
     first_max = page.locator(".criterion-form:not(.new-criterion) input[name=max_points]").first
     first_max.fill("25")
-    assert page.inner_text("#rubric-total") == "105"  # before saving
+    expect(total).to_have_text("105")  # live, before saving
     with page.expect_response(lambda r: r.request.method == "POST"):
         page.locator("button[name=op][value='criterion.update']").first.click()
-    page.wait_for_function("document.querySelector('#rubric-total').textContent === '105'")
+    expect(total).to_have_text("105")  # still, once the saved builder is swapped in
     assert Rubric.objects.get(pk=essay.rubric_id).max_points == 105
     page.screenshot(path=str(ARTIFACTS / "rubric-builder.png"))
 
     # Publish, and preview exactly what students will see.
     page.goto(f"{base}/teach/assignments/{assignment.pk}/")
-    page.click("button[name=state][value=published]")
-    page.wait_for_selector(".messages")
+    with page.expect_navigation():
+        page.click("button[name=state][value=published]")
+    expect(page.locator(".messages")).to_be_visible()
     assignment.refresh_from_db()
     assert assignment.state == AssignmentState.PUBLISHED
     page.click(f"a[href='/teach/assignments/{assignment.pk}/preview/']")
-    page.wait_for_selector(".preview-banner")
-    text = page.inner_text("main")
-    assert "秋天的校园" in text and "朱自清" in text and "论语" in text
-    assert "抓住秋天校园的景物特点" not in text  # the reference answer is for graders only
-    assert page.locator("button[name=action][value=submit]").is_disabled()
+    expect(page.locator(".preview-banner")).to_be_visible()
+    main = page.locator("main")
+    for shown in ("秋天的校园", "朱自清", "论语"):
+        expect(main).to_contain_text(shown)
+    expect(main).not_to_contain_text("抓住秋天校园的景物特点")  # for graders only
+    expect(page.locator("button[name=action][value=submit]")).to_be_disabled()
     page.screenshot(path=str(ARTIFACTS / "preview.png"), full_page=True)
 
     # A student from the printed list logs in, chooses a password and sees the exam.
@@ -152,8 +163,8 @@ def test_teacher_sets_up_a_course_and_a_student_finds_the_exam(
     student_page.fill("#id_new_password1", "Qiutian-xiaoyuan-2026")
     student_page.fill("#id_new_password2", "Qiutian-xiaoyuan-2026")
     student_page.click("form button.primary")
-    student_page.wait_for_selector(f"a[href='/assignments/{assignment.pk}/']")
-    assert "第一单元测验" in student_page.inner_text("main")
+    expect(student_page.locator(f"a[href='/assignments/{assignment.pk}/']")).to_be_visible()
+    expect(student_page.locator("main")).to_contain_text("第一单元测验")
     assert (
         AuditEvent.objects.filter(
             action__in=[

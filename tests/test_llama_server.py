@@ -1,7 +1,8 @@
 """The client and the pipeline against a real inference engine (llama.cpp's llama-server).
 
 Random weights: every assertion is about validity, statuses and counts, never scores.
-Set MARKWISE_SKIP_LLAMA=1 to skip (the first run builds llama-server: minutes).
+Marked "llama": the first run builds llama-server (minutes; needs cmake and a C++
+compiler). Opt out with `pytest -m "not llama"` or MARKWISE_SKIP_LLAMA=1.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from .llama_server import LlamaServer, ensure_binary, write_tiny_qwen2
 
 MODEL_ID = "Qwen/Qwen3-4B-Instruct-2507"
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("MARKWISE_SKIP_LLAMA") == "1", reason="MARKWISE_SKIP_LLAMA=1"
-)
+pytestmark = [
+    pytest.mark.llama,
+    pytest.mark.skipif(
+        os.environ.get("MARKWISE_SKIP_LLAMA") == "1", reason="MARKWISE_SKIP_LLAMA=1"
+    ),
+]
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +52,7 @@ def on_llama(llama, settings):
     settings.LLM_MODEL = MODEL_ID
     settings.LLM_TIMEOUT = 180.0
     settings.LLM_MAX_TOKENS = 400
-    settings.LLM_MAX_CONCURRENCY = 8  # two workers' share: 4 lanes, as many as server slots
+    settings.LLM_MAX_CONCURRENCY = 4  # the cluster-wide budget: as many as server slots
     settings.LLM_BACKOFF_BASE = 0.05
     settings.LLM_INVALID_RETRIES = 1
     settings.LLM_SAMPLES = 1

@@ -87,10 +87,11 @@ def test_bulk_approve_skips_flagged_unless_ticked(three_proposals, teacher):
     assert (approved, skipped) == (2, 1)
     flagged = Answer.objects.get(pk=three_proposals[2].pk)
     assert flagged.status == AnswerStatus.GRADED  # prompt injection suspected: not approved
-    approved, skipped = services.grades_bulk_approve(
-        answer_ids=ids, actor=teacher, include_flagged=[flagged.pk]
+    # Ticked on its own or not, a suspected prompt injection is never approved in bulk.
+    result = services.grades_bulk_approve(
+        answer_ids=ids, actor=teacher, include_flagged=[flagged.pk], include_low_confidence=True
     )
-    assert (approved, skipped) == (1, 0)
+    assert tuple(result) == (0, 1) and result.refused == 1
 
 
 def test_needs_manual_answers_are_graded_by_hand(

@@ -25,19 +25,20 @@ def test_queue_puts_flagged_first_and_is_teacher_only(
     flagged = {graded_essays[2].pk, graded_essays[3].pk}  # prompt injection, blank
     assert set(rows[:2]) == flagged and len(rows) == 4
     html = page.content.decode()
-    assert f'name="flagged" value="{graded_essays[2].pk}"' in html
+    # Blank and suspected prompt-injection answers get no box to tick: one by one only.
+    assert f'value="{graded_essays[2].pk}"' not in html
+    assert f'value="{graded_essays[3].pk}"' not in html
     assert f'name="answer" value="{graded_essays[0].pk}"' in html
 
 
 def test_bulk_approve_leaves_flagged_rows(client, graded_essays, teacher, assignment):
     client.force_login(teacher)
     url = reverse("grading:bulk_approve", args=[assignment.pk])
-    # A crafted request that lists a flagged answer as a plain row does not approve it.
-    client.post(url, {"answer": [a.pk for a in graded_essays]})
+    # A crafted request that lists flagged answers does not approve them, even with the
+    # low-confidence button: blank and prompt-injection answers are graded one by one.
+    client.post(url, {"answer": [a.pk for a in graded_essays], "include_low_confidence": "1"})
     statuses = [Answer.objects.get(pk=a.pk).status for a in graded_essays]
     assert statuses == ["approved", "approved", "graded", "graded"]
-    client.post(url, {"flagged": [graded_essays[3].pk]})
-    assert Answer.objects.get(pk=graded_essays[3].pk).status == AnswerStatus.APPROVED
 
 
 def test_review_page_approve_override_and_stale_save(client, graded_essays, teacher, assignment):
@@ -66,9 +67,14 @@ def test_anonymous_grading_hides_names(client, graded_essays, teacher, assignmen
     assignment.save()
     client.force_login(teacher)
     name = graded_essays[0].submission.student.display_name
-    assert name not in client.get(reverse("grading:queue", args=[assignment.pk])).content.decode()
-    review = client.get(reverse("grading:review", args=[graded_essays[0].pk])).content.decode()
-    assert name not in review and f"#{graded_essays[0].pk}" in review
+    label = graded_essays[0].submission.label_for_graders(assignment)
+    assert label == f"Student #{graded_essays[0].submission_id}"
+    queue = client.get(reverse("grading:queue", args=[assignment.pk]), HTTP_ACCEPT_LANGUAGE="en")
+    assert name not in queue.content.decode() and label in queue.content.decode()
+    review = client.get(
+        reverse("grading:review", args=[graded_essays[0].pk]), HTTP_ACCEPT_LANGUAGE="en"
+    ).content.decode()
+    assert name not in review and label in review  # the same label as in the queue and audit
 
 
 def test_answer_text_is_escaped(client, fake_llm, grade_now, assignment, essay_question, teacher):

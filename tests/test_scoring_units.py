@@ -155,7 +155,7 @@ def test_rule_engine_on_chinese_essays():
     assert strong.total() > weak.total() > off_topic.total()
     assert "off_topic" in off_topic.flags and "off_topic" not in strong.flags
     assert all(0 <= s <= 20 for s in strong.scores)
-    assert "离线规则引擎" in strong.feedback
+    assert "离线规则引擎" in strong.rationales[0] and strong.feedback == ""
 
 
 def test_rule_engine_respects_level_scoring():

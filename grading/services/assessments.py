@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import DateTimeField, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .. import objective, rules
+from .. import objective, rules, webhooks
 from ..audit import audit_record_many
 from ..models import (
     Answer,
@@ -52,7 +54,29 @@ def answers_mark_grading(*, answer_ids: Iterable[int], reopen_approved: bool = F
         answers = answers.exclude(status=AnswerStatus.APPROVED)
     ids = sorted(answers.values_list("pk", flat=True))
     Answer.objects.filter(pk__in=ids).update(
-        status=AnswerStatus.GRADING, grading_started_at=now, status_reason="", updated_at=now
+        status=AnswerStatus.GRADING,
+        grading_started_at=now,
+        waiting_for_model_since=None,
+        status_reason="",
+        updated_at=now,
+    )
+    return ids
+
+
+def answers_mark_waiting(*, answer_ids: Iterable[int]) -> list[int]:
+    """Answers the model could not take because it is down: they stay GRADING, off the
+    sweeper's clock (no grading_started_at), waiting since the first time they were
+    turned away. Returns the ids. Nothing is audited: no grade or status changed."""
+    ids = list(
+        Answer.objects.filter(pk__in=list(answer_ids), status=AnswerStatus.GRADING).values_list(
+            "pk", flat=True
+        )
+    )
+    Answer.objects.filter(pk__in=ids).update(
+        grading_started_at=None,
+        waiting_for_model_since=Coalesce(
+            "waiting_for_model_since", Value(timezone.now(), output_field=DateTimeField())
+        ),
     )
     return ids
 
@@ -60,11 +84,12 @@ def answers_mark_grading(*, answer_ids: Iterable[int], reopen_approved: bool = F
 def answers_mark_failed(*, answer_ids: Iterable[int], reason: str) -> int:
     """Answers whose grading crashed go to manual grading with the reason (never a zero)."""
     now = timezone.now()
-    ids = list(
+    rows = list(
         Answer.objects.filter(pk__in=list(answer_ids), status=AnswerStatus.GRADING).values_list(
-            "pk", flat=True
+            "pk", "submission_id", "submission__assignment_id"
         )
     )
+    ids = [pk for pk, _, _ in rows]
     Answer.objects.filter(pk__in=ids).update(
         status=AnswerStatus.NEEDS_MANUAL,
         status_reason=reason[:2000],
@@ -77,11 +102,15 @@ def answers_mark_failed(*, answer_ids: Iterable[int], reason: str) -> int:
                 "action": "answer.needs_manual",
                 "target_type": "grading.answer",
                 "target_id": pk,
+                # So the event shows in the assignment's and the submission's audit trail.
+                "assignment_id": assignment_id,
+                "submission_id": submission_id,
                 "after": {"reason": reason[:500]},
             }
-            for pk in ids
+            for pk, submission_id, assignment_id in rows
         ]
     )
+    webhooks.answers_finished_emit(answer_ids=ids)
     return len(ids)
 
 
@@ -137,6 +166,7 @@ def _assessment_for(
         latency_ms=record.latency_ms,
         prompt_tokens=record.prompt_tokens,
         completion_tokens=record.completion_tokens,
+        cached_tokens=record.cached_tokens if scorer == Scorer.LLM else None,
         attempt=record.attempt,
         error=record.error,
     )
@@ -164,10 +194,17 @@ def _scores_for(assessment: Assessment, proposal: Proposal) -> list[CriterionSco
 
 
 def _locked_still_grading(answers: list[Answer]) -> set[int]:
-    """Lock the rows and return those that no other run has finished meanwhile."""
+    """Lock the rows and return those that no other run has finished meanwhile.
+
+    Only the answers' own rows, in id order: the default ordering would join the
+    submission, assignment, course and question into the FOR UPDATE and lock them too,
+    and a hand-in's commit (its foreign keys to the assignment) then deadlocks with the
+    audit chain's lock, which this transaction takes next (tests/test_grading_locks.py).
+    """
     return set(
-        Answer.objects.select_for_update()
+        Answer.objects.select_for_update(of=("self",))
         .filter(pk__in=[a.pk for a in answers], status=AnswerStatus.GRADING)
+        .order_by("pk")
         .values_list("pk", flat=True)
     )
 
@@ -201,6 +238,7 @@ def assessments_store(
                     history.append(assessment)
             summary.prompt_tokens += sum(r.prompt_tokens or 0 for r in outcome.calls)
             summary.completion_tokens += sum(r.completion_tokens or 0 for r in outcome.calls)
+            summary.cached_tokens += sum(r.cached_tokens or 0 for r in outcome.calls)
         Assessment.objects.bulk_create(history)
         Assessment.objects.bulk_create([a for _, _, a in finals])
 

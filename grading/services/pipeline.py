@@ -7,9 +7,15 @@ once; the rest go to the model, all concurrently on the process's engine
 (`grading.llm.engine`), or to the offline rule engine when no model is
 configured. Identical answers to one question are sent once, and inputs graded
 before (same input hash) are reused, never re-sent. Every reply is validated
-against the rubric; an invalid one is asked again, then the answer goes to
-manual grading. A failure is never a zero. `grading.services.assessments`
-stores what this module decides.
+against the rubric; an invalid one is asked again (one cut off at max_tokens
+with shorter free-text limits), then the answer goes to manual grading. A
+failure is never a zero. `grading.services.assessments` stores what this
+module decides.
+
+Two outcomes are nobody's verdict and are not stored: the model is down
+(`ModelUnavailable`: the answer waits for it) and the chunk ran out of time to
+send (`NotSent`: the answer goes back to the queue). The summary lists both;
+`grading.services.queue.answers_grade_chunk` acts on them.
 """
 
 from __future__ import annotations
@@ -19,25 +25,35 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db.models import Prefetch
 
 from courses.models import GradingMode, Question
+from courses.text import clean_text
 
-from .. import llm, objective, rules, screening
-from ..llm import ChatReply, ContextLengthExceeded, LLMClient, LLMError
+from .. import calibration, llm, objective, rules, screening, webhooks
+from ..llm import ChatReply, ContextLengthExceeded, LLMClient, LLMError, ModelUnavailable, NotSent
 from ..models import (
     Answer,
     AnswerStatus,
     Assessment,
     AssessmentStatus,
     Criterion,
+    FinalGrade,
+    GradeSource,
     Scorer,
     Snapshot,
 )
-from ..prompts import PROMPT_VERSION, GradingContext, InvalidReply, Proposal, parse_reply
+from ..prompts import (
+    PROMPT_VERSION,
+    GradingContext,
+    InvalidReply,
+    Proposal,
+    parse_reply,
+    select_exemplars,
+)
 from . import assessments
 
 logger = logging.getLogger(__name__)
@@ -52,6 +68,11 @@ class Prepared:
     context: GradingContext
     rubric_snapshot: Snapshot
     prompt_prefix: Snapshot
+    # The offline engine's per-question model, calibrated on the teacher's graded answers
+    # (None: no exemplars yet, the zero-shot engine grades). `exemplar_key` is part of the
+    # input hash, so a new or changed teacher grade makes the question's answers regradable.
+    calibrated: calibration.QuestionModel | None = field(default=None, compare=False)
+    exemplar_key: str = ""
 
 
 @dataclass
@@ -65,7 +86,9 @@ class Job:
 
     @property
     def context(self) -> GradingContext:
-        return self.prepared.context
+        # The question's shared context, or, for an answer that is itself one of the
+        # prompt's exemplars, the same context without it (it never grades itself).
+        return self.prepared.context.without(self.answer.pk)
 
 
 @dataclass
@@ -90,6 +113,9 @@ class Outcome:
     proposal: Proposal | None = None
     confidence: float | None = None
     failure: str = ""
+    # Not a verdict, nothing stored: "waiting" for the model to come back, or "unsent"
+    # because the chunk's time to send ran out.
+    postponed: Literal["", "waiting", "unsent"] = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +139,9 @@ class GradeSummary:
     reused: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    waiting: list[int] = field(default_factory=list)  # answers waiting for the model
+    unsent: list[int] = field(default_factory=list)  # answers to queue again
 
 
 def _scorer() -> tuple[str, str]:
@@ -121,9 +150,12 @@ def _scorer() -> tuple[str, str]:
     return Scorer.RULES, rules.RULES_VERSION
 
 
-def _input_hash(context: GradingContext, answer_text: str, scorer: str, model: str) -> str:
+def _input_hash(
+    context: GradingContext, answer_text: str, scorer: str, model: str, exemplar_key: str = ""
+) -> str:
     # Everything the result depends on: the answer, the whole prompt prefix (rubric
-    # snapshot, question, reference, guidelines), the prompt version and the model.
+    # snapshot, question, reference, guidelines), the prompt version and the model; for
+    # the offline engine also the teacher-graded exemplars it is calibrated on.
     h = hashlib.sha256()
     for part in (
         screening.normalize(answer_text),
@@ -132,6 +164,7 @@ def _input_hash(context: GradingContext, answer_text: str, scorer: str, model: s
         scorer,
         model,
         str(settings.LLM_SAMPLES),
+        exemplar_key,
     ):
         h.update(part.encode("utf-8"))
         h.update(b"\x00")
@@ -179,8 +212,14 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
             continue
         if question.pk not in prepared:
             prepared[question.pk] = _prepare(question)
-        context = prepared[question.pk].context
-        input_hash = _input_hash(context, answer.text, scorer, model)
+        context = prepared[question.pk].context.without(answer.pk)
+        input_hash = _input_hash(
+            context,
+            answer.text,
+            scorer,
+            model,
+            prepared[question.pk].exemplar_key if scorer == Scorer.RULES else "",
+        )
         current = answer.current_assessment
         if (
             not force
@@ -219,9 +258,15 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
     )
 
     if not leaders:
+        webhooks.answers_finished_emit(answer_ids=answer_ids)
         return summary
+    # Half the task's timeout to start requests, half for the last ones to finish: a
+    # task never runs into Q_TIMEOUT waiting for a slot.
+    send_until = time.monotonic() + settings.Q_CLUSTER["timeout"] / 2
     outcomes = (
-        llm.engine().map_unordered(_call_model, list(leaders.values()), on_error=_crashed)
+        llm.engine().map_unordered(
+            _call_model, list(leaders.values()), on_error=_crashed, send_until=send_until
+        )
         if scorer == Scorer.LLM
         else (_rules_outcome(job) for job in leaders.values())
     )
@@ -233,27 +278,93 @@ def answers_grade(*, answer_ids: list[int], force: bool = False) -> GradeSummary
 
     batch: list[Outcome] = []
     for outcome in outcomes:
+        if outcome.postponed:
+            group = [leaders.pop(outcome.input_hash), *followers.pop(outcome.input_hash, [])]
+            ids = [job.answer.pk for job in group]
+            (summary.waiting if outcome.postponed == "waiting" else summary.unsent).extend(ids)
+            continue
         batch.append(outcome)
         if len(batch) >= PERSIST_BATCH:
             store(batch)
             batch = []
     if batch:
         store(batch)
+    webhooks.answers_finished_emit(answer_ids=answer_ids)
     return summary
 
 
 def _prepare(question: Question) -> Prepared:
     if question.rubric is None:  # refused by Question.clean; data from before that rule
         raise ValueError(f"question {question.pk} has no rubric to grade against")
+    rubric = question.rubric.snapshot()
+    language = question.assignment.language
+    exemplars = question_exemplars(question=question, snapshot=rubric)
     context = GradingContext(
-        language=question.assignment.language,
+        language=language,
         question=question.prompt,
         reference_answer=question.reference_answer,
         guidelines=question.grader_guidelines,
-        rubric=question.rubric.snapshot(),
+        rubric=rubric,
+        # The model sees a balanced few of them in the shared prefix (prefix cache); the
+        # offline engine below learns from all of them.
+        exemplars=select_exemplars(exemplars, language=language)
+        if _scorer()[0] == Scorer.LLM
+        else (),
     )
     prefix = context.messages("")[:-1]  # everything before the student's message
-    return Prepared(context, Snapshot.store(context.rubric), Snapshot.store(prefix))
+    calibrated = (
+        calibration.QuestionModel(
+            context.rubric,
+            context.question,
+            context.reference_answer,
+            context.language,
+            exemplars,
+        )
+        if exemplars
+        else None
+    )
+    return Prepared(
+        context,
+        Snapshot.store(context.rubric),
+        Snapshot.store(prefix),
+        calibrated=calibrated,
+        exemplar_key=calibration.exemplars_key(exemplars),
+    )
+
+
+def question_exemplars(
+    *, question: Question, snapshot: dict[str, Any]
+) -> tuple[calibration.Exemplar, ...]:
+    """The question's teacher-graded answers scored against this rubric snapshot: grades a
+    teacher accepted, overrode or gave by hand (never the answer key's), per criterion in
+    the snapshot's order; a grade given under other criteria (an edited rubric) and an
+    answer the teacher excluded are left out, a pinned one is marked. The most recent
+    EXEMPLARS_MAX, in answer order (deterministic)."""
+    criterion_ids = [c["id"] for c in snapshot["criteria"]]
+    grades = (
+        FinalGrade.objects.filter(
+            answer__question=question,
+            source__in=[GradeSource.AI_ACCEPTED, GradeSource.OVERRIDE, GradeSource.MANUAL],
+        )
+        .exclude(answer__exemplar_choice__pinned=False)
+        .select_related("answer__exemplar_choice")
+        .prefetch_related("criteria")
+        .order_by("-approved_at", "-pk")[: calibration.EXEMPLARS_MAX]
+    )
+    found: list[calibration.Exemplar] = []
+    for grade in grades:
+        points = {c.criterion_id: c.points for c in grade.criteria.all()}
+        if set(points) != set(criterion_ids) or screening.is_blank(grade.answer.text):
+            continue
+        found.append(
+            calibration.Exemplar(
+                grade.answer.text,
+                tuple(points[cid] for cid in criterion_ids),
+                answer_id=grade.answer_id,
+                pinned=hasattr(grade.answer, "exemplar_choice"),  # excluded ones are gone
+            )
+        )
+    return tuple(sorted(found, key=lambda e: e.answer_id or 0))
 
 
 def _objective_outcome(answer: Answer) -> Immediate:
@@ -297,12 +408,25 @@ def _crashed(job: Job, exc: BaseException) -> Outcome:
 async def _call_model(llm: LLMClient, job: Job) -> Outcome:
     outcome = Outcome(job.input_hash)
     messages = job.context.messages(job.answer.text)
-    schema = job.context.schema()
+    # The schema's free text is sized so that its worst case fits LLM_MAX_TOKENS, and
+    # max_tokens is that worst case; a reply cut off anyway is asked again, once, with
+    # half the free text and the same max_tokens.
+    bounds = job.context.bounds(settings.LLM_MAX_TOKENS)
+    schema = job.context.schema(bounds)
+    tightened = False
     for attempt in range(1, settings.LLM_INVALID_RETRIES + 2):
         try:
             reply = await llm.chat(
-                messages, schema=schema, n=settings.LLM_SAMPLES, seed=settings.LLM_SEED
+                messages,
+                schema=schema,
+                n=settings.LLM_SAMPLES,
+                seed=settings.LLM_SEED,
+                max_tokens=bounds.max_tokens,
             )
+        except ModelUnavailable:
+            return Outcome(job.input_hash, postponed="waiting")
+        except NotSent:
+            return Outcome(job.input_hash, postponed="unsent")
         except ContextLengthExceeded as exc:
             outcome.calls.append(
                 CallRecord(AssessmentStatus.FAILED, error=str(exc), attempt=attempt)
@@ -318,7 +442,9 @@ async def _call_model(llm: LLMClient, job: Job) -> Outcome:
         proposals, problems = _parse_choices(reply, job)
         record = CallRecord(
             AssessmentStatus.COMPLETED if proposals else AssessmentStatus.FAILED,
-            raw_output="\n---\n".join(reply.contents),
+            # What the model said, kept for the teacher: without the raw control characters
+            # a JSON grammar lets through (PostgreSQL refuses NUL in text).
+            raw_output=clean_text("\n---\n".join(reply.contents)),
             error="; ".join(problems),
             latency_ms=reply.latency_ms,
             prompt_tokens=reply.prompt_tokens,
@@ -331,6 +457,9 @@ async def _call_model(llm: LLMClient, job: Job) -> Outcome:
         if proposals:
             outcome.proposal, outcome.confidence = _aggregate(proposals, job)
             return outcome
+        if "length" in reply.finish_reasons and not tightened:
+            bounds = job.context.bounds(settings.LLM_MAX_TOKENS, tighter=True)
+            schema, tightened = job.context.schema(bounds), True
     outcome.failure = (
         f"no valid reply after {settings.LLM_INVALID_RETRIES + 1} attempts: "
         f"{outcome.calls[-1].error}"
@@ -374,16 +503,23 @@ def _aggregate(proposals: list[Proposal], job: Job) -> tuple[Proposal, float | N
 
 def _rules_outcome(job: Job) -> Outcome:
     started = time.perf_counter()
-    proposal = rules.propose(
-        snapshot=job.context.rubric,
-        question=job.context.question,
-        reference=job.context.reference_answer,
-        answer=job.answer.text,
-        language=job.context.language,
-    )
+    calibrated = job.prepared.calibrated
+    if calibrated is not None:
+        # An exemplar never grades itself: a regraded exemplar is scored by the others.
+        proposal, confidence = calibrated.propose(job.answer.text, exclude=job.answer.pk)
+        version = calibration.CALIBRATED_VERSION
+    else:
+        proposal = rules.propose(
+            snapshot=job.context.rubric,
+            question=job.context.question,
+            reference=job.context.reference_answer,
+            answer=job.answer.text,
+            language=job.context.language,
+        )
+        confidence, version = rules.RULES_CONFIDENCE, rules.RULES_VERSION
     record = CallRecord(
         AssessmentStatus.COMPLETED,
         latency_ms=int((time.perf_counter() - started) * 1000),
-        model=rules.RULES_VERSION,
+        model=version,
     )
-    return Outcome(job.input_hash, [record], proposal, rules.RULES_CONFIDENCE)
+    return Outcome(job.input_hash, [record], proposal, confidence)

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from grading.llm import check_health
+from grading.llm import check_health, endpoints
 
 
 class Command(BaseCommand):
@@ -19,9 +19,10 @@ class Command(BaseCommand):
                 "LLM_BASE_URL is empty: subjective answers are scored by the offline rule engine."
             )
             return
-        report = check_health()
-        if not report.reachable:
-            raise CommandError(f"{settings.LLM_BASE_URL}: {report.error}")
-        if not report.serving_model:
-            raise CommandError(report.error)
-        self.stdout.write(self.style.SUCCESS(f"{settings.LLM_BASE_URL} serves {report.model}."))
+        for url in endpoints():  # each replica when several are listed
+            report = check_health(base_url=url)
+            if not report.reachable:
+                raise CommandError(f"{url}: {report.error}")
+            if not report.serving_model:
+                raise CommandError(report.error)
+            self.stdout.write(self.style.SUCCESS(f"{url} serves {report.model}."))
