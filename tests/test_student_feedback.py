@@ -53,3 +53,16 @@ def test_outsiders_and_teachers_of_other_courses_get_404(client, assignment, url
     for user in (make_user("nobody"), other_teacher):
         client.force_login(user)
         assert client.get(url).status_code == 404
+
+
+def test_the_student_reads_their_own_answer_beside_the_feedback(
+    client, graded_essays, teacher, assignment, url
+):
+    # With or without inline comments, the released feedback shows what was handed in.
+    answer = graded_essays[0]
+    services.grade_approve(answer=answer, actor=teacher)
+    services.grades_release(assignment=assignment, actor=teacher)
+    client.force_login(answer.submission.student)
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Your answer" in page
+    assert answer.text[:20] in page
