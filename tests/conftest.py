@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import uuid
 
 import pytest
@@ -19,6 +20,8 @@ from courses.models import (
     User,
 )
 from grading.models import Criterion, Level, Rubric
+
+from .cluster_support import database_url
 
 PASSWORD = "correct-horse-battery"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
@@ -258,3 +261,37 @@ def rubric_templates(db) -> list[Rubric]:
         rubric_install(spec, rubric_model=Rubric, criterion_model=Criterion, level_model=Level)
         for spec in TEMPLATES
     ]
+
+
+@pytest.fixture
+def cluster_env(transactional_db, fake_llm, tmp_path) -> dict[str, str]:
+    """The environment of a real qcluster: the test database, the loopback model, fast
+    timeouts (see cluster_support.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
+    env.update(
+        DATABASE_URL=database_url(),
+        LLM_BASE_URL=fake_llm.url,
+        LLM_BACKOFF_BASE="0.01",
+        LLM_MAX_CONCURRENCY="8",
+        Q_WORKERS="2",
+        Q_TIMEOUT="10",
+        Q_RETRY="12",
+        Q_POLL="0.2",
+        DEBUG="true",
+    )
+    return env
+
+
+def approve_all(answers, teacher, change=()):
+    """Approve each answer; those listed in `change` get every criterion's AI score - 1."""
+    from grading.models import Answer
+    from grading.services import grade_approve
+
+    for answer in answers:
+        answer = Answer.objects.select_related("current_assessment").get(pk=answer.pk)
+        scores = None
+        if answer.pk in change:
+            scores = {
+                s.criterion_id: max(0, s.points - 4) for s in answer.current_assessment.scores.all()
+            }
+        grade_approve(answer=answer, actor=teacher, scores=scores, reason="too generous")

@@ -4,6 +4,7 @@ verifies the tool's signed client assertion against the tool's JWKS."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import secrets
@@ -40,6 +41,8 @@ class LoopbackPlatform:
         self.lineitems: list[dict[str, Any]] = []
         self.members: list[dict[str, Any]] = []
         self.fail_next = 0  # answer this many service calls with a 503
+        # Claims for the id_token the /auth page signs (a browser's launch), by login_hint.
+        self.browser_claims: dict[str, dict[str, Any]] = {}
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -165,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/jwks":
             self._json(200, platform.jwks())
+        elif path == "/auth":
+            self._authorise(platform)
         elif not platform.authorised(self.headers.get("Authorization", "")):
             self._json(401, {"error": "invalid_token"})
         elif path == "/lineitems":
@@ -173,6 +178,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": platform.url + "/memberships", "members": platform.members})
         else:
             self._json(404, {"error": "not found"})
+
+    def _authorise(self, platform: LoopbackPlatform) -> None:
+        """The OIDC authorisation endpoint a browser is redirected to: what an LMS answers,
+        a page that posts the signed id_token and the state to the tool's redirect_uri."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        claims = platform.browser_claims.get(query.get("login_hint", ""))
+        if claims is None:
+            self._json(403, {"error": "login_required"})
+            return
+        token = platform.id_token(nonce=query["nonce"], **claims)
+        data = (
+            "<!doctype html><title>LMS</title>"
+            f'<form method="post" action="{html.escape(query["redirect_uri"])}">'
+            f'<input type="hidden" name="id_token" value="{html.escape(token)}">'
+            f'<input type="hidden" name="state" value="{html.escape(query["state"])}">'
+            "</form><script>document.forms[0].submit()</script>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self) -> None:
         platform: LoopbackPlatform = self.server.platform

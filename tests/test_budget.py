@@ -215,7 +215,7 @@ def test_chunks_are_sized_from_a_workers_share(settings):
     reason="the qcluster processes share the test database: run with DATABASE_URL=postgres://…",
 )
 def test_three_clusters_share_one_budget(transactional_db, assignment, essay_question, tmp_path):
-    from .test_cluster import Cluster, wait_until_final
+    from .cluster_support import Cluster, wait_until_final
 
     fake = FakeLLM(latency=0.2).start()
     db = connection.settings_dict

@@ -15,7 +15,7 @@ from grading.calibration import Exemplar, QuestionModel
 from grading.management.commands.evaluate_grader import single_criterion
 from grading.models import Answer
 
-from .conftest import make_user, submit
+from .conftest import approve_all, make_user, submit
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT = single_criterion(4, "en")
@@ -244,27 +244,13 @@ def test_the_model_sees_the_teachers_exemplars(
     assert EXEMPLAR_OPEN in system and "第0篇" in system
 
 
-def _approve_all(answers, teacher, change=()):
-    """Approve each answer; those listed in `change` get every criterion's AI score - 1."""
-    from grading.services import grade_approve
-
-    for answer in answers:
-        answer = Answer.objects.select_related("current_assessment").get(pk=answer.pk)
-        scores = None
-        if answer.pk in change:
-            scores = {
-                s.criterion_id: max(0, s.points - 4) for s in answer.current_assessment.scores.all()
-            }
-        grade_approve(answer=answer, actor=teacher, scores=scores, reason="too generous")
-
-
 @pytest.mark.django_db
 def test_teacher_pins_and_excludes_exemplars(client, teacher, outsider, graded_essays):
     from grading.models import AuditEvent, ExemplarChoice
     from grading.services.pipeline import question_exemplars
 
     first, second = graded_essays[:2]
-    _approve_all([first, second], teacher)
+    approve_all([first, second], teacher)
     question = first.question
     snapshot = question.rubric.snapshot()
     assert {e.answer_id for e in question_exemplars(question=question, snapshot=snapshot)} == {
@@ -293,7 +279,7 @@ def test_teacher_pins_and_excludes_exemplars(client, teacher, outsider, graded_e
 
 @pytest.mark.django_db
 def test_regrade_with_calibration_shows_before_and_after(client, teacher, graded_essays):
-    _approve_all(graded_essays[:2], teacher, change={graded_essays[1].pk})
+    approve_all(graded_essays[:2], teacher, change={graded_essays[1].pk})
     client.force_login(teacher)
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # the page in English, whatever ran before
     page = client.get(f"/grading/assignments/{graded_essays[0].question.assignment_id}/")
@@ -312,7 +298,7 @@ def test_agreement_page_numbers_come_from_the_grades(client, teacher, other_teac
     from grading import analytics
 
     ordinary = graded_essays[:2]
-    _approve_all(ordinary, teacher, change={ordinary[1].pk})
+    approve_all(ordinary, teacher, change={ordinary[1].pk})
     assignment = ordinary[0].question.assignment
     result = analytics.assignment_agreement(assignment=assignment)
     assert result.reviewed == 2 and result.totals.exact == 0.5
@@ -363,13 +349,13 @@ def test_bulk_approval_is_offered_only_when_agreement_justifies_it(
     url = f"/grading/assignments/{assignment.pk}/questions/{essay_question.pk}/approve-trusted/"
     queue_url = f"/grading/assignments/{assignment.pk}/review/"
 
-    _approve_all(answers[:5], teacher)  # 5 reviewed, all agreeing: too few to trust
+    approve_all(answers[:5], teacher)  # 5 reviewed, all agreeing: too few to trust
     page = client.get(queue_url).content.decode()
     assert "Not enough agreement yet" in page and url not in page
     client.post(url)  # the server refuses too, not only the page
     assert Answer.objects.filter(question=essay_question, status=AnswerStatus.GRADED).count() == 18
 
-    _approve_all(answers[5:20], teacher)  # 20 reviewed, exact agreement 100%
+    approve_all(answers[5:20], teacher)  # 20 reviewed, exact agreement 100%
     page = client.get(queue_url).content.decode()
     assert url in page and "exact 1.00, within one point 1.00 on 20" in page
     client.post(url)
@@ -396,7 +382,7 @@ def test_agreement_page_on_the_demo_assignment(client, settings, no_llm, grade_n
     assignment = answer.question.assignment
     answers = list(Answer.objects.filter(question=answer.question).exclude(text="")[:6])
     grade_now(answers)
-    _approve_all(answers[:4], teacher, change={answers[0].pk})
+    approve_all(answers[:4], teacher, change={answers[0].pk})
     client.force_login(teacher)
     body = client.get(
         f"/grading/assignments/{assignment.pk}/agreement/", HTTP_ACCEPT_LANGUAGE="en"

@@ -7,27 +7,19 @@ must share the test database, and several processes write at once.
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Count, Q
 
 from courses.models import Assignment, QuestionKind
 from grading.audit import audit_verify
-from grading.models import Answer, AnswerStatus, AssessmentStatus
+from grading.models import Answer, AnswerStatus
 
+from .cluster_support import FINAL, Cluster, completed_runs_per_answer, wait_until_final
 from .conftest import make_user, submit
-
-ROOT = Path(__file__).resolve().parent.parent
-FINAL = (AnswerStatus.GRADED, AnswerStatus.NEEDS_MANUAL, AnswerStatus.APPROVED)
 
 pytestmark = [
     pytest.mark.cluster,
@@ -38,59 +30,6 @@ pytestmark = [
 ]
 
 
-class Cluster:
-    """One qcluster process group, started and killed like an operator would."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: no clean shutdown, tasks in flight are not acknowledged."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def cluster_env(transactional_db, fake_llm, tmp_path) -> dict[str, str]:
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
-    env.update(
-        DATABASE_URL=url,
-        LLM_BASE_URL=fake_llm.url,
-        LLM_BACKOFF_BASE="0.01",
-        LLM_MAX_CONCURRENCY="8",
-        Q_WORKERS="2",
-        Q_TIMEOUT="10",
-        Q_RETRY="12",
-        Q_POLL="0.2",
-        DEBUG="true",
-    )
-    return env
-
-
 @pytest.fixture
 def cluster(cluster_env, tmp_path):
     running = Cluster(cluster_env, tmp_path / "qcluster.log")
@@ -98,24 +37,6 @@ def cluster(cluster_env, tmp_path):
     yield running
     running.stop()
     print(running.log.read_text()[-3000:])
-
-
-def wait_until_final(answers, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not answers.exclude(status__in=FINAL).exists():
-            return
-        time.sleep(0.3)
-    left = answers.exclude(status__in=FINAL).count()
-    raise AssertionError(f"{left} answers still not final after {timeout}s")
-
-
-def completed_runs_per_answer(answers) -> dict[int, int]:
-    return dict(
-        answers.annotate(
-            runs=Count("assessments", filter=Q(assessments__status=AssessmentStatus.COMPLETED))
-        ).values_list("pk", "runs")
-    )
 
 
 def test_demo_assignment_grades_end_to_end(cluster, fake_llm, settings):

@@ -162,6 +162,23 @@ def test_passback_page_is_for_the_course_teachers_only(client, placed, teacher):
         assert client.get(f"/lti/assignments/{placed.assignment_id}/passback/").status_code == 404
 
 
+def test_grading_tab_links_to_the_passback_page_only_when_placed(client, lms, placed, tasks):
+    # The Grading tab of a placed assignment shows the link, and it opens the page.
+    client.force_login(_lms_user("t1"))
+    page = client.get(f"/grading/assignments/{placed.assignment_id}/")
+    passback_url = f"/lti/assignments/{placed.assignment_id}/passback/"
+    assert page.status_code == 200
+    assert f'href="{passback_url}"'.encode() in page.content
+    assert client.get(passback_url).status_code == 200
+
+    # Unplaced (the link now opens nothing here): no link on the tab.
+    ResourceLink.objects.update(assignment=None)
+    page = client.get(f"/grading/assignments/{placed.assignment_id}/")
+    assert page.status_code == 200
+    assert passback_url.encode() not in page.content
+    assert b'id="lti-passback-link"' not in page.content
+
+
 def test_lti_passback_command_resends(lms, placed, tasks, django_capture_on_commit_callbacks):
     _hand_in(placed, django_capture_on_commit_callbacks)
     before = len(lms.scores())

@@ -203,7 +203,7 @@ OUTAGE_SECONDS = 15.0  # longer than the old retry budget: about 1 + 2 + 4 s of 
 def test_model_server_restart_during_grading_is_not_teacher_work(
     transactional_db, assignment, essay_question, tmp_path
 ):
-    from .test_cluster import FINAL, Cluster, completed_runs_per_answer, wait_until_final
+    from .cluster_support import FINAL, Cluster, completed_runs_per_answer, wait_until_final
 
     fake = FakeLLM(latency=0.5).start()
     db = connection.settings_dict

@@ -20,16 +20,12 @@ from django_q.models import OrmQ
 
 from grading.models import Answer, AnswerStatus
 
-from . import test_cluster
+from .cluster_support import Cluster, completed_runs_per_answer, wait_until_final
 from .conftest import make_user, submit
-from .test_cluster import Cluster, completed_runs_per_answer, wait_until_final
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("MARKWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 QUEUE = "django_q:markwise:q"  # django-q2's list for the cluster named "markwise"
-
-# The qcluster's environment (database, loopback model, fast timeouts), as in test_cluster.
-cluster_env = test_cluster.cluster_env
 
 
 @pytest.fixture
