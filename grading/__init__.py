@@ -3,6 +3,6 @@
 Dependency rule: `grading` may import `courses` (its models, permissions, the editing
 helpers and the typed request); `courses` imports only what it names from `grading`.
 Inside the app, `services/` is the only code that writes submissions, assessments and
-grades, `selectors.py` holds the reads, and `llm.py` is the only code that talks HTTP
+grades, `selectors/` holds the reads, and `llm.py` is the only code that talks HTTP
 to a model server.
 """
