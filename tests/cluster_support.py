@@ -27,6 +27,14 @@ def database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
+def cluster_environment(*, llm_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a real qcluster: this process's, less its model and queue
+    settings, with the test database, the given model server and the given settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
+    env.update(DATABASE_URL=database_url(), LLM_BASE_URL=llm_url, DEBUG="true", **settings)
+    return env
+
+
 class Cluster:
     """One qcluster process group, started and killed like an operator would."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import uuid
 
 import pytest
@@ -21,7 +20,7 @@ from courses.models import (
 )
 from grading.models import Criterion, Level, Rubric
 
-from .cluster_support import database_url
+from .cluster_support import cluster_environment
 
 PASSWORD = "correct-horse-battery"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
@@ -267,19 +266,15 @@ def rubric_templates(db) -> list[Rubric]:
 def cluster_env(transactional_db, fake_llm, tmp_path) -> dict[str, str]:
     """The environment of a real qcluster: the test database, the loopback model, fast
     timeouts (see cluster_support.py)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
-    env.update(
-        DATABASE_URL=database_url(),
-        LLM_BASE_URL=fake_llm.url,
+    return cluster_environment(
+        llm_url=fake_llm.url,
         LLM_BACKOFF_BASE="0.01",
         LLM_MAX_CONCURRENCY="8",
         Q_WORKERS="2",
         Q_TIMEOUT="10",
         Q_RETRY="12",
         Q_POLL="0.2",
-        DEBUG="true",
     )
-    return env
 
 
 def approve_all(answers, teacher, change=()):

@@ -215,15 +215,11 @@ def test_chunks_are_sized_from_a_workers_share(settings):
     reason="the qcluster processes share the test database: run with DATABASE_URL=postgres://…",
 )
 def test_three_clusters_share_one_budget(transactional_db, assignment, essay_question, tmp_path):
-    from .cluster_support import Cluster, wait_until_final
+    from .cluster_support import Cluster, cluster_environment, wait_until_final
 
     fake = FakeLLM(latency=0.2).start()
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
-    env.update(
-        DATABASE_URL=url,
-        LLM_BASE_URL=fake.url,
+    env = cluster_environment(
+        llm_url=fake.url,
         LLM_BACKOFF_BASE="0.01",
         LLM_MAX_CONCURRENCY="6",
         GRADING_CHUNK_SIZE="12",
@@ -231,7 +227,6 @@ def test_three_clusters_share_one_budget(transactional_db, assignment, essay_que
         Q_TIMEOUT="30",
         Q_RETRY="40",
         Q_POLL="0.1",
-        DEBUG="true",
     )
     clusters = [Cluster(env, tmp_path / f"qcluster-{i}.log") for i in range(3)]
     for cluster in clusters:

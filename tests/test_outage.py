@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import os
 import re
 import time
 
@@ -203,22 +202,23 @@ OUTAGE_SECONDS = 15.0  # longer than the old retry budget: about 1 + 2 + 4 s of 
 def test_model_server_restart_during_grading_is_not_teacher_work(
     transactional_db, assignment, essay_question, tmp_path
 ):
-    from .cluster_support import FINAL, Cluster, completed_runs_per_answer, wait_until_final
+    from .cluster_support import (
+        FINAL,
+        Cluster,
+        cluster_environment,
+        completed_runs_per_answer,
+        wait_until_final,
+    )
 
     fake = FakeLLM(latency=0.5).start()
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "Q_", "GRADING_"))}
-    env.update(
-        DATABASE_URL=url,
-        LLM_BASE_URL=fake.url,
+    env = cluster_environment(
+        llm_url=fake.url,
         LLM_BACKOFF_BASE="0.5",  # the default: the old design gave up after ~7 s
         LLM_MAX_CONCURRENCY="4",
         Q_WORKERS="2",
         Q_TIMEOUT="20",
         Q_RETRY="25",
         Q_POLL="0.2",
-        DEBUG="true",
     )
     cluster = Cluster(env, tmp_path / "qcluster.log")
     cluster.start()
