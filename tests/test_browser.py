@@ -95,6 +95,9 @@ def test_teacher_grades_and_releases_student_reads(live_server, browser, setting
         page.goto(f"{base}/grading/answers/{pk}/review/")
         with page.expect_response(lambda r: r.request.method == "POST"):
             page.click("#approve-button")
+        # The approval swaps in the next answer or redirects to the queue (HX-Redirect):
+        # let that navigation finish, or the next goto aborts it (net::ERR_ABORTED).
+        page.wait_for_load_state("networkidle")
     assert not waiting.exists()
 
     # Release, then the student reads the feedback.
