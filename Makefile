@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/grading_throughput.py
 	$(BIN)/python bench/multi_worker.py
 	$(BIN)/python bench/deadline_rush.py
+	$(BIN)/python bench/calibration.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles test-artifacts

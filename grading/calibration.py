@@ -1,19 +1,25 @@
 """Teacher-calibrated offline grading: the rule engine learns from graded exemplars.
 
 Per question, the answers a teacher graded (approved or overrode, or marked as
-exemplars) are the evidence. A `QuestionModel` predicts each criterion from two
-views of an answer:
+exemplars) are the evidence. A `QuestionModel` reads three things off an answer,
+per criterion:
 
-- its nearest exemplars: IDF-weighted cosine on the rule engine's features
-  (CJK characters and bigrams, folded words), the IDF fitted on the reference
-  and the exemplars, so words every answer uses count for little;
-- a small regression of the teacher's scores on the zero-shot engine's
-  estimate (least squares over the exemplars, shrunk towards the identity
-  while there are few), which corrects the engine's bias on this question.
+- the zero-shot engine's continuous estimate (content carried from the reference);
+- its nearest exemplars' scores: IDF-weighted cosine on the rule engine's
+  features (CJK characters and bigrams, folded words), the IDF fitted on the
+  reference and the exemplars, so words every answer uses count for little;
+- how much of the (nearly) full-mark exemplars' content it carries: they are
+  more reference answers, in the students' own words.
 
-The closer the nearest exemplar, the more its neighbours' scores count. With
-no exemplars the zero-shot engine answers alone. An exemplar never grades
-itself (`exclude`), which also makes leave-one-out cross-validation honest.
+These are standardised over the exemplars and summed (the exemplar views weigh
+more as exemplars accumulate) into one ranking, and the ranking is *equated* to
+the teacher's scores: the exemplars' mean and spread of points, not a regression.
+Ten answers estimate a question's level and spread far better than they
+estimate regression slopes, and a regression shrinks every prediction towards
+the mean, which is exactly what quadratic weighted kappa punishes. The result is
+blended with the zero-shot estimate, trusting the teacher more as exemplars
+grow. With no exemplars the zero-shot engine answers alone. An exemplar never
+grades itself (`exclude`), which also makes leave-one-out cross-validation honest.
 
 Confidence is evidence, not a constant: it grows with the number of exemplars,
 the agreement among the neighbours and the similarity of the nearest one.
@@ -24,11 +30,13 @@ exemplars, `evaluate_grader` feeds them from a CSV.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import statistics
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import rules
@@ -38,12 +46,19 @@ from .prompts import Exemplar, Proposal
 NEIGHBOURS = 3
 EXEMPLARS_MAX = 100  # the most recent graded answers of a question that calibrate it
 CROSS_VALIDATION_MAX = 60  # the most recent graded answers "Regrade with calibration" checks
-_SHARPNESS = 4  # similarity**4: the nearest exemplars dominate the kernel average
+_SHARPNESS = 4
 _GOOD = 0.75  # an exemplar with this fraction of the points or more is a model answer
-CALIBRATED_VERSION = "rules-v2+exemplars"
-# The regression is shrunk towards "trust the zero-shot estimate" with the weight of
-# this many answers, so a few exemplars cannot produce a wild fit.
+CALIBRATED_VERSION = "rules-v3+exemplars-v2"  # v2: equated to the teacher's scale
+_CACHED_MODELS = 32  # fitted question models kept per process (see question_model)
+# The teacher's scale is trusted n / (n + this) against the zero-shot estimate, so a
+# few exemplars cannot move the scores far.
 _PRIOR_WEIGHT = 5.0
+_EXEMPLAR_VIEWS_HALF = 10  # exemplars at which the neighbour views weigh half the zero-shot
+
+
+def _weight(similarity: float) -> float:
+    """A neighbour's weight: similarity**4, so the nearest exemplars dominate (never 0)."""
+    return similarity**_SHARPNESS + 1e-9
 
 
 def exemplars_key(exemplars: Sequence[Exemplar]) -> str:
@@ -51,7 +66,8 @@ def exemplars_key(exemplars: Sequence[Exemplar]) -> str:
     changed teacher grade makes the question's answers regradable."""
     if not exemplars:
         return ""
-    h = hashlib.sha256()
+    # The engine's version too: a better calibration makes the answers regradable.
+    h = hashlib.sha256(CALIBRATED_VERSION.encode())
     for e in exemplars:
         h.update(f"{e.answer_id}:{','.join(map(str, e.scores))}:{e.pinned}:".encode())
         h.update(e.text.encode("utf-8"))
@@ -60,59 +76,57 @@ def exemplars_key(exemplars: Sequence[Exemplar]) -> str:
 
 
 @dataclass(frozen=True)
-class _Fit:
-    weights: tuple[float, ...]  # intercept first
+class _Scale:
+    """One criterion's calibration: standardise an answer's features, sum them into a
+    ranking, and read the ranking on the teacher's scale (all as fractions 0..1)."""
 
-    def predict(self, x: list[float]) -> float:
-        return self.weights[0] + sum(w * v for w, v in zip(self.weights[1:], x, strict=True))
+    means: tuple[float, ...]
+    sds: tuple[float, ...]
+    weights: tuple[float, ...]
+    ranking_mean: float
+    ranking_sd: float
+    score_mean: float
+    score_sd: float
+    trust: float  # how far the teacher's scale overrides the zero-shot estimate
 
+    @classmethod
+    def fit(cls, rows: list[tuple[list[float], float]]) -> _Scale:
+        n = len(rows)
+        columns = list(zip(*(x for x, _ in rows), strict=True))
+        # The exemplar views count for more the more exemplars there are (10: half).
+        share = n / (n + _EXEMPLAR_VIEWS_HALF)
+        partial = cls(
+            means=tuple(statistics.fmean(c) for c in columns),
+            sds=tuple(statistics.pstdev(c) for c in columns),
+            weights=(1.0, *[share] * (len(columns) - 1)),
+            ranking_mean=0.0,
+            ranking_sd=0.0,
+            score_mean=statistics.fmean(y for _, y in rows),
+            score_sd=statistics.pstdev(y for _, y in rows),
+            trust=n / (n + _PRIOR_WEIGHT),
+        )
+        rankings = [partial.ranking(x) for x, _ in rows]
+        return cls(
+            **{
+                **partial.__dict__,
+                "ranking_mean": statistics.fmean(rankings),
+                "ranking_sd": statistics.pstdev(rankings),
+            }
+        )
 
-def _solve(a: list[list[float]], b: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (the systems here are 3x3)."""
-    n = len(b)
-    m = [[*row, rhs] for row, rhs in zip(a, b, strict=True)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
-        m[col], m[pivot] = m[pivot], m[col]
-        for r in range(n):
-            if r != col and m[col][col]:
-                factor = m[r][col] / m[col][col]
-                m[r] = [x - factor * y for x, y in zip(m[r], m[col], strict=True)]
-    return [m[i][n] / m[i][i] if m[i][i] else 0.0 for i in range(n)]
+    def ranking(self, x: Sequence[float]) -> float:
+        # A feature that does not vary among the exemplars ranks nobody.
+        return sum(
+            w * (v - m) / sd
+            for w, v, m, sd in zip(self.weights, x, self.means, self.sds, strict=True)
+            if sd > 1e-9
+        )
 
-
-def _ridge(rows: list[tuple[list[float], float]]) -> _Fit:
-    """Ridge regression on standardized features, shrunk towards the prior "trust the
-    zero-shot estimate" (weight 1 on the first feature, 0 on the others) with the
-    weight of _PRIOR_WEIGHT answers: with few exemplars the prior dominates, with
-    many the teacher's scores do. The intercept is not shrunk (it is the bias)."""
-    n, size = len(rows), len(rows[0][0])
-    means = [sum(x[j] for x, _ in rows) / n for j in range(size)]
-    sds = [math.sqrt(sum((x[j] - means[j]) ** 2 for x, _ in rows) / n) for j in range(size)]
-    y_mean = sum(y for _, y in rows) / n
-    # A feature that does not vary among the exemplars says nothing: weight 0 (or the
-    # prior's 1 for the zero-shot estimate, which then only shifts the intercept).
-    live = [j for j in range(size) if sds[j] > 1e-9]
-    prior = [sds[j] if j == 0 else 0.0 for j in live]
-    a = [[0.0] * len(live) for _ in live]
-    b = [0.0] * len(live)
-    for x, y in rows:
-        z = [(x[j] - means[j]) / sds[j] for j in live]
-        for p, zp in enumerate(z):
-            b[p] += zp * (y - y_mean)
-            for q, zq in enumerate(z):
-                a[p][q] += zp * zq
-    for p in range(len(live)):
-        a[p][p] += _PRIOR_WEIGHT
-        b[p] += _PRIOR_WEIGHT * prior[p]
-    solved = _solve(a, b) if live else []
-    weights = [0.0] * size
-    for p, j in enumerate(live):
-        weights[j] = solved[p] / sds[j]
-    if 0 not in live:
-        weights[0] = 1.0
-    intercept = y_mean - sum(w * m for w, m in zip(weights, means, strict=True))
-    return _Fit((intercept, *weights))
+    def fraction(self, x: Sequence[float]) -> float:
+        """x[0] is the zero-shot estimate, the fallback while evidence is thin."""
+        slope = self.score_sd / self.ranking_sd if self.ranking_sd > 1e-9 else 0.0
+        equated = self.score_mean + slope * (self.ranking(x) - self.ranking_mean)
+        return x[0] + self.trust * (equated - x[0])
 
 
 @dataclass
@@ -127,10 +141,14 @@ class QuestionModel:
     _idf: dict[str, float] = field(init=False, default_factory=dict)
     _vectors: list[Counter[str]] = field(init=False, default_factory=list)
     _zero: list[list[float]] = field(init=False, default_factory=list)
-    _fitted: dict[tuple[int, ...], list[_Fit]] = field(init=False, default_factory=dict)
-    # Caches over pairs of exemplars: leave-one-out fits reuse them instead of n^3 work.
-    _pairs: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
-    _carried: dict[tuple[int, int], float] = field(init=False, default_factory=dict)
+    _fitted: dict[tuple[int, ...], list[_Scale]] = field(init=False, default_factory=dict)
+    # Over all exemplars, computed once: each exemplar's similarity-weighted neighbour
+    # scores (per criterion) with the weights' sum, and its matches with the full-mark
+    # exemplars, best first. A fit without some exemplars subtracts them, so
+    # leave-one-out cross-validation costs n fits of O(n), not n fits of O(n^2).
+    _sums: list[tuple[list[float], float]] = field(init=False, default_factory=list)
+    _good_matches: list[list[tuple[float, int]]] = field(init=False, default_factory=list)
+    _pair_weights: list[list[float]] = field(init=False, default_factory=list)
     _asked: Counter[str] = field(init=False, default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -149,35 +167,76 @@ class QuestionModel:
     def maxima(self) -> list[int]:
         return [c["max_points"] for c in self.snapshot["criteria"]]
 
-    def _zero_shot(self, text: str) -> Proposal:
-        return rules.propose(
-            snapshot=self.snapshot,
-            question=self.question,
-            reference=self.reference,
-            answer=text,
-            language=self.language,
+    def _estimate(self, text: str) -> rules.Estimate:
+        return rules.estimate(
+            snapshot=self.snapshot, question=self.question, reference=self.reference, answer=text
         )
 
     def _zero_fractions(self, text: str) -> list[float]:
-        proposal = self._zero_shot(text)
-        return [s / m if m else 0.0 for s, m in zip(proposal.scores, self.maxima, strict=True)]
+        # Continuous, not snapped to points: ties between answers would lose the ranking.
+        return list(self._estimate(text).fractions)
 
     def _kernel(self, sims: list[tuple[float, int]]) -> tuple[list[float], float, list[int]]:
         """From (similarity, exemplar) pairs: similarity-weighted exemplar scores per
         criterion (fractions of the maximum), the nearest similarity, the nearest ones."""
         sims = sorted(sims, reverse=True)
-        weights = [s**_SHARPNESS + 1e-9 for s, _ in sims]
-        fractions = []
-        for k, maximum in enumerate(self.maxima):
-            ys = [self.exemplars[i].scores[k] / (maximum or 1) for _, i in sims]
-            fractions.append(sum(w * y for w, y in zip(weights, ys, strict=True)) / sum(weights))
+        weights = [_weight(s) for s, _ in sims]
+        fractions = [
+            sum(w * self._y(i, k) for w, (_, i) in zip(weights, sims, strict=True)) / sum(weights)
+            for k in range(len(self.maxima))
+        ]
         return fractions, sims[0][0], [i for _, i in sims[:NEIGHBOURS]]
 
-    def _pair_similarity(self, i: int, j: int) -> float:
-        key = (min(i, j), max(i, j))
-        if key not in self._pairs:
-            self._pairs[key] = rules.cosine(self._vectors[i], self._vectors[j], self._idf)
-        return self._pairs[key]
+    def _y(self, i: int, k: int) -> float:
+        """Exemplar i's score on criterion k, as a fraction of the maximum."""
+        return self.exemplars[i].scores[k] / (self.maxima[k] or 1)
+
+    def _neighbours(self) -> None:
+        """Fill _sums and _good_matches (once, over all exemplars)."""
+        if self._sums or not self.exemplars:
+            return
+        n, criteria = len(self.exemplars), len(self.maxima)
+        weights = [[0.0] * n for _ in range(n)]
+        for i in range(n):
+            for j in range(i + 1, n):
+                similarity = rules.cosine(self._vectors[i], self._vectors[j], self._idf)
+                weights[i][j] = weights[j][i] = _weight(similarity)
+        self._pair_weights = weights
+        good = [j for j in range(n) if self._is_good(j)]
+        for i in range(n):
+            others = [j for j in range(n) if j != i]
+            self._sums.append(
+                (
+                    [sum(weights[i][j] * self._y(j, k) for j in others) for k in range(criteria)],
+                    sum(weights[i][j] for j in others),
+                )
+            )
+            self._good_matches.append(
+                sorted(
+                    ((self._carries(self._vectors[i], j), j) for j in good if j != i),
+                    reverse=True,
+                )
+            )
+
+    def _kernel_without(self, i: int, missing: list[int]) -> list[float]:
+        """Exemplar i's neighbour scores from the exemplars but itself and `missing`."""
+        sums, total = self._sums[i]
+        absent = [x for x in missing if x != i]
+        if len(self.exemplars) - 1 - len(absent) == 0:
+            return self._zero[i]  # alone: its zero-shot estimate stands in
+        sums = list(sums)
+        for x in absent:
+            w = self._pair_weights[i][x]
+            total -= w
+            for k in range(len(sums)):
+                sums[k] -= w * self._y(x, k)
+        return [value / total for value in sums]
+
+    def _good_match_within(self, i: int, k: int, usable: set[int]) -> float:
+        """Exemplar i's best match with another usable exemplar full-marked on k."""
+        return next(
+            (m for m, j in self._good_matches[i] if j in usable and self._y(j, k) >= _GOOD), 0.0
+        )
 
     def _carries(self, vector: Counter[str], j: int) -> float:
         """How much of exemplar j's content an answer (its features) carries."""
@@ -189,12 +248,6 @@ class QuestionModel:
             s / (m or 1) >= _GOOD
             for s, m in zip(self.exemplars[j].scores, self.maxima, strict=True)
         )
-
-    def _carry(self, i: int, j: int) -> float:
-        """How much of exemplar j's content exemplar i carries (cached: fits reuse it)."""
-        if (i, j) not in self._carried:
-            self._carried[i, j] = self._carries(self._vectors[i], j)
-        return self._carried[i, j]
 
     def _good_match(self, carries: dict[int, float], k: int) -> float:
         """How well the answer carries the content of the exemplars that earned (nearly)
@@ -213,63 +266,52 @@ class QuestionModel:
             if exclude is None or e.answer_id is None or e.answer_id != exclude
         ]
 
-    def _fits(self, usable: list[int]) -> list[_Fit]:
-        """Per criterion: teacher score ~ zero-shot estimate + neighbours' scores, fitted on
-        the exemplars, each exemplar's neighbour feature computed without itself."""
+    def _fits(self, usable: list[int]) -> list[_Scale]:
+        """Per criterion, the scale fitted on the exemplars, each exemplar's neighbour
+        views computed without itself."""
         key = tuple(usable)
         if key not in self._fitted:
-            # An exemplar alone has no neighbours: its zero-shot estimate stands in.
-            kernels: dict[int, list[float]] = {}
-            # Only matches with (nearly) full-mark exemplars are ever used: compute no others.
-            good = {j for j in usable if self._is_good(j)}
-            carries: dict[int, dict[int, float]] = {}
-            for i in usable:
-                others = [j for j in usable if j != i]
-                kernels[i] = (
-                    self._kernel([(self._pair_similarity(i, j), j) for j in others])[0]
-                    if others
-                    else self._zero[i]
+            self._neighbours()
+            within = set(usable)
+            missing = [j for j in range(len(self.exemplars)) if j not in within]
+            kernels = {i: self._kernel_without(i, missing) for i in usable}
+            self._fitted[key] = [
+                _Scale.fit(
+                    [
+                        (
+                            [
+                                self._zero[i][k],
+                                kernels[i][k],
+                                self._good_match_within(i, k, within),
+                            ],
+                            self._y(i, k),
+                        )
+                        for i in usable
+                    ]
                 )
-                carries[i] = {j: self._carry(i, j) for j in others if j in good}
-            fits = []
-            for k, maximum in enumerate(self.maxima):
-                rows = [
-                    (
-                        [self._zero[i][k], kernels[i][k], self._good_match(carries[i], k)],
-                        self.exemplars[i].scores[k] / (maximum or 1),
-                    )
-                    for i in usable
-                ]
-                fits.append(_ridge(rows))
-            self._fitted[key] = fits
-        return self._fitted[tuple(usable)]
+                for k in range(len(self.maxima))
+            ]
+        return self._fitted[key]
 
-    def propose(self, answer: str, *, exclude: int | None = None) -> tuple[Proposal, float]:
-        """(proposal, confidence); `exclude` leaves an answer's own exemplar out."""
-        zero = self._zero_shot(answer)
-        usable = self._usable(exclude)
+    def propose(
+        self, answer: str, *, exclude: int | None = None, zero_shot: bool = False
+    ) -> tuple[Proposal, float]:
+        """(proposal, confidence); `exclude` leaves an answer's own exemplar out,
+        `zero_shot` all of them (the engine before calibration, for comparisons)."""
+        found = self._estimate(answer)
+        usable = [] if zero_shot else self._usable(exclude)
         if not usable:
-            return zero, rules.RULES_CONFIDENCE
+            return rules.proposal_from(self.snapshot, found, self.language), rules.RULES_CONFIDENCE
         vector = rules.features(answer)
         kernel, top_similarity, nearest = self._kernel(
             [(rules.cosine(vector, self._vectors[i], self._idf), i) for i in usable]
         )
         carries = {i: self._carries(vector, i) for i in usable if self._is_good(i)}
-        zero_fractions = [
-            s / m if m else 0.0 for s, m in zip(zero.scores, self.maxima, strict=True)
-        ]
-        scores: list[int] = []
+        fractions: list[float] = []
         spreads: list[float] = []
-        shrink = len(usable) / (len(usable) + _PRIOR_WEIGHT)
-        for k, (criterion, fit) in enumerate(
-            zip(self.snapshot["criteria"], self._fits(usable), strict=True)
-        ):
-            fitted = fit.predict([zero_fractions[k], kernel[k], self._good_match(carries, k)])
-            # The whole fit, bias included, is trusted as far as the exemplars go: a shift
-            # estimated from five answers is mostly noise.
-            fraction = zero_fractions[k] + shrink * (fitted - zero_fractions[k])
-            scores.append(
-                rules.snap(min(1.0, max(0.0, fraction)) * criterion["max_points"], criterion)
+        for k, fit in enumerate(self._fits(usable)):
+            fractions.append(
+                fit.fraction([found.fractions[k], kernel[k], self._good_match(carries, k)])
             )
             neighbour_scores = [
                 self.exemplars[i].scores[k] / (self.maxima[k] or 1) for i in nearest
@@ -291,15 +333,41 @@ class QuestionModel:
                 f"(nearest similarity {top_similarity:.0%})."
             )
         )
-        return (
-            Proposal(
-                scores=scores,
-                rationales=[r + note for r in zero.rationales],
-                feedback=zero.feedback,
-                flags=zero.flags,
-            ),
-            confidence,
-        )
+        proposal = rules.proposal_from(self.snapshot, found, self.language, fractions)
+        return replace(proposal, rationales=[r + note for r in proposal.rationales]), confidence
+
+
+_models: OrderedDict[str, QuestionModel] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def question_model(
+    snapshot: dict[str, Any],
+    question: str,
+    reference: str,
+    language: str,
+    exemplars: Sequence[Exemplar],
+) -> QuestionModel:
+    """The question's fitted model, shared by every chunk a worker process grades: an
+    assignment's answers arrive in many chunks, and fitting (n^2 exemplar pairs) would
+    otherwise be repeated for each. Keyed on everything the model depends on, so an
+    edited rubric, reference or teacher grade fits a new one."""
+    h = hashlib.sha256(
+        json.dumps([snapshot, question, reference, language], sort_keys=True).encode()
+    )
+    h.update(exemplars_key(exemplars).encode())
+    key = h.hexdigest()
+    with _models_lock:
+        model = _models.get(key)
+        if model is not None:
+            _models.move_to_end(key)
+            return model
+    model = QuestionModel(snapshot, question, reference, language, exemplars)
+    with _models_lock:
+        _models[key] = model
+        while len(_models) > _CACHED_MODELS:
+            _models.popitem(last=False)
+    return model
 
 
 def cross_validate(
@@ -321,7 +389,7 @@ def cross_validate(
     model = QuestionModel(snapshot, question, reference, language, numbered)
     maximum = sum(model.maxima)
     truth = [float(e.total) for e in numbered]
-    before = [float(model._zero_shot(e.text).total()) for e in numbered]
+    before = [float(model.propose(e.text, zero_shot=True)[0].total()) for e in numbered]
     after = [float(model.propose(e.text, exclude=e.answer_id)[0].total()) for e in numbered]
     return (
         agreement(before, truth, min_score=0, max_score=maximum),

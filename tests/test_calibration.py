@@ -121,19 +121,28 @@ def _seed_average(name: str, language: str, k: int) -> tuple[float, float]:
                 if i not in chosen:
                     truth.append(score)
                     calibrated.append(model.propose(answer)[0].total())
-                    zero.append(model._zero_shot(answer).total())
+                    zero.append(model.propose(answer, zero_shot=True)[0].total())
         zero_qwk.append(agreement(zero, truth, min_score=0, max_score=4).qwk or 0.0)
         calibrated_qwk.append(agreement(calibrated, truth, min_score=0, max_score=4).qwk or 0.0)
     return statistics.fmean(zero_qwk), statistics.fmean(calibrated_qwk)
 
 
-def test_ten_exemplars_on_the_samples():
-    # Measured, not wished for: on the Chinese samples ten exemplars per question lift
-    # QWK by ~0.08; on the English ones the engine holds level (see README).
-    zero, calibrated = _seed_average("short_answers_zh.csv", "zh-hans", 10)
-    assert calibrated > zero + 0.04
-    zero, calibrated = _seed_average("short_answers_en.csv", "en", 10)
-    assert calibrated > zero - 0.05
+@pytest.mark.parametrize(
+    ("name", "language"),
+    [
+        ("short_answers_en.csv", "en"),
+        ("short_answers_zh.csv", "zh-hans"),
+        ("short_answers_en_2.csv", "en"),
+        ("short_answers_zh_2.csv", "zh-hans"),
+    ],
+)
+def test_exemplars_lift_agreement_on_the_samples(name, language):
+    # Measured over ten seeds, not wished for (README): ten exemplars per question lift
+    # QWK by 0.08-0.13 on these samples; five by 0.02-0.10, never below zero-shot.
+    zero, calibrated = _seed_average(name, language, 10)
+    assert calibrated > zero + 0.05
+    zero, calibrated = _seed_average(name, language, 5)
+    assert calibrated > zero
 
 
 @pytest.mark.django_db
@@ -396,3 +405,37 @@ def analytics_exact(assignment) -> float:
     from grading import analytics
 
     return analytics.assignment_agreement(assignment=assignment).totals.exact or 0.0
+
+
+def test_a_worker_fits_a_question_once_and_refits_when_a_grade_changes():
+    graded = [Exemplar(f"A stack is LIFO ({i}).", (i % 5,), answer_id=i) for i in range(6)]
+    args = (SNAPSHOT, QUESTION, REFERENCE, "en")
+    first = calibration.question_model(*args, graded)
+    assert calibration.question_model(*args, list(graded)) is first
+    regraded = [*graded[:-1], Exemplar(graded[-1].text, (4,), answer_id=5)]
+    assert calibration.question_model(*args, regraded) is not first
+    assert calibration.question_model(SNAPSHOT, QUESTION, REFERENCE + ".", "en", graded) is not (
+        first
+    )
+
+
+def test_calibration_reads_the_ranking_on_the_teachers_scale():
+    # A kind teacher: every exemplar earned at least 3 of 4. The zero-shot engine gives
+    # a thin answer little; calibrated, the same ranking sits on the teacher's scale.
+    texts = [
+        "LIFO versus FIFO.",
+        "A stack takes from the top, a queue from the front.",
+        "Stack: last in first out, like plates. Queue: first in first out, like a line.",
+        "Stacks undo edits; queues hold print jobs in order.",
+        "Both hold items; the stack returns the newest, the queue the oldest.",
+        "A stack is LIFO and a queue is FIFO; a browser's back button uses a stack.",
+    ]
+    kind = [Exemplar(t, (3 + i % 2,), answer_id=i) for i, t in enumerate(texts)]
+    model = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", kind)
+    thin = "they are lists"
+    zero = model.propose(thin, zero_shot=True)[0].total()
+    calibrated = model.propose(thin)[0].total()
+    assert calibrated > zero
+    harsh = [Exemplar(e.text, (e.total - 3,), e.answer_id) for e in kind]
+    strict = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", harsh)
+    assert strict.propose(texts[2])[0].total() <= model.propose(texts[2])[0].total() - 2

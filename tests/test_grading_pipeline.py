@@ -10,7 +10,7 @@ import pytest
 from django_q.models import OrmQ
 
 from courses.models import Assignment, GradingMode, Question, QuestionKind
-from grading import services
+from grading import rules, services
 from grading.models import (
     Answer,
     AnswerStatus,
@@ -261,7 +261,7 @@ def test_offline_rule_engine_is_labelled(no_llm, grade_now, assignment, essay_qu
     answer = essay_answer(assignment, essay_question, GOOD)
     grade_now([answer])
     assessment = Answer.objects.get(pk=answer.pk).current_assessment
-    assert assessment.scorer == Scorer.RULES and assessment.model == "rules-v2"
+    assert assessment.scorer == Scorer.RULES and assessment.model == rules.RULES_VERSION
     assert assessment.confidence == 0.2 and "low_confidence" in assessment.flags
     # Labelled where the teacher reads it; the student-facing feedback stays empty.
     assert "离线规则引擎" in assessment.scores.first().rationale and assessment.feedback == ""

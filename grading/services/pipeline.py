@@ -313,7 +313,7 @@ def _prepare(question: Question) -> Prepared:
     )
     prefix = context.messages("")[:-1]  # everything before the student's message
     calibrated = (
-        calibration.QuestionModel(
+        calibration.question_model(
             context.rubric,
             context.question,
             context.reference_answer,

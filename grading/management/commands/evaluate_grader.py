@@ -10,7 +10,9 @@ exemplars and the rest are graded and scored; a group with K or fewer answers
 has nothing left to score and is skipped. A blank question or reference cell
 takes the group's first non-blank one, so a data set can state them once.
 `bow` is the baseline every engine must beat: the bag-of-words cosine to the
-reference answer, times the maximum score. The last line is machine-readable:
+reference answer, times the maximum score. The rule engine with exemplars also
+prints its zero-shot figures on the same answers (the gain from calibration,
+on equal terms). The last line is machine-readable:
 `n=<n> qwk=<x> pearson=<x> exact=<x> adjacent=<x> mae=<x>`.
 """
 
@@ -127,6 +129,7 @@ class Command(BaseCommand):
         rng = random.Random(options["seed"])
         predicted: list[float] = []
         truth: list[float] = []
+        zero_shot: list[float] = []
         tokens = failed = 0
         started = time.perf_counter()
         for name, members in groups.items():
@@ -157,11 +160,15 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {figures.line()}")
             predicted += group_predicted_scores
             truth += group_truth
+            zero_shot += group_predicted.zero_shot or []
         if not predicted:
             raise CommandError("Nothing was left to score.")
         overall = agreement(predicted, truth, min_score=0, max_score=options["max_score"])
         elapsed = time.perf_counter() - started
         signed = "nan" if overall.mean_signed is None else f"{overall.mean_signed:+.3f}"
+        if options["exemplars"] and zero_shot:
+            same = agreement(zero_shot, truth, min_score=0, max_score=options["max_score"])
+            self.stdout.write(f"zero-shot on the same answers: {same.line()}")
         self.stdout.write(
             f"engine={options['engine']} exemplars={options['exemplars']} "
             f"mean_signed={signed} failed={failed} tokens={tokens} wall_s={elapsed:.2f}"
@@ -190,13 +197,19 @@ class Command(BaseCommand):
         model = QuestionModel(
             snapshot, first.question, first.reference, options["language"], exemplars
         )
-        return _Graded([float(model.propose(m.answer)[0].total()) for m in scored])
+        return _Graded(
+            [float(model.propose(m.answer)[0].total()) for m in scored],
+            zero_shot=[float(model.propose(m.answer, zero_shot=True)[0].total()) for m in scored],
+        )
 
 
 @dataclass(frozen=True)
 class _Graded:
     scores: list[float | None]  # None: the engine gave no valid grade (never a zero)
     tokens: int = 0
+    # The rule engine with exemplars also grades without them: the same answers, so the
+    # gain from calibration is measured on equal terms.
+    zero_shot: list[float] | None = None
 
 
 def _llm_scores(
