@@ -192,7 +192,9 @@ class QuestionModel:
         return self.exemplars[i].scores[k] / (self.maxima[k] or 1)
 
     def _neighbours(self) -> None:
-        """Fill _sums and _good_matches (once, over all exemplars)."""
+        """Fill _pair_weights, _good_matches and _sums (once, over all exemplars). Built
+        aside and published _sums last: a model is shared by a process's threads, and a
+        half-filled list must never be read."""
         if self._sums or not self.exemplars:
             return
         n, criteria = len(self.exemplars), len(self.maxima)
@@ -201,22 +203,25 @@ class QuestionModel:
             for j in range(i + 1, n):
                 similarity = rules.cosine(self._vectors[i], self._vectors[j], self._idf)
                 weights[i][j] = weights[j][i] = _weight(similarity)
-        self._pair_weights = weights
         good = [j for j in range(n) if self._is_good(j)]
+        sums: list[tuple[list[float], float]] = []
+        good_matches: list[list[tuple[float, int]]] = []
         for i in range(n):
             others = [j for j in range(n) if j != i]
-            self._sums.append(
+            sums.append(
                 (
                     [sum(weights[i][j] * self._y(j, k) for j in others) for k in range(criteria)],
                     sum(weights[i][j] for j in others),
                 )
             )
-            self._good_matches.append(
+            good_matches.append(
                 sorted(
                     ((self._carries(self._vectors[i], j), j) for j in good if j != i),
                     reverse=True,
                 )
             )
+        self._pair_weights, self._good_matches = weights, good_matches
+        self._sums = sums
 
     def _kernel_without(self, i: int, missing: list[int]) -> list[float]:
         """Exemplar i's neighbour scores from the exemplars but itself and `missing`."""
