@@ -608,7 +608,12 @@ def assignment_calibrate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "grading/calibration.html",
-        {"assignment": assignment, "queued": queued, "checks": checks},
+        {
+            "assignment": assignment,
+            "queued": queued,
+            "checks": checks,
+            "minimum": exemplars.CHECK_MIN,
+        },
     )
 
 

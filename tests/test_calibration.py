@@ -15,7 +15,7 @@ from grading.calibration import Exemplar, QuestionModel
 from grading.management.commands.evaluate_grader import single_criterion
 from grading.models import Answer
 
-from .conftest import approve_all, make_user, submit
+from .conftest import GOOD, approve_all, make_user, submit
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOT = single_criterion(4, "en")
@@ -49,15 +49,39 @@ def test_without_exemplars_the_zero_shot_engine_answers():
     assert calibration.exemplars_key([]) == ""
 
 
+OTHERS = [
+    Exemplar("A stack is LIFO and a queue is FIFO.", (4,), answer_id=1),
+    Exemplar("Stack: last in, first out. Queue: first in, first out.", (4,), answer_id=2),
+    Exemplar("A queue is like a line at a shop.", (1,), answer_id=3),
+    Exemplar("I don't know.", (0,), answer_id=4),
+    Exemplar("The stack keeps the newest item on top; undo uses one.", (2,), answer_id=5),
+]
+
+
 def test_an_exemplar_never_grades_itself():
     text = "Stacks and queues are both lists of things."
     exemplar = Exemplar(text, (4,), answer_id=7)  # a (mistaken) full mark for this text
-    model = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", [exemplar])
-    own, own_confidence = model.propose(text, exclude=7)
-    assert own.scores == model.propose(text, exclude=8)[0].scores or own.scores[0] < 4
-    assert own_confidence == rules.RULES_CONFIDENCE  # nothing else to learn from
-    assert "Calibrated" not in own.rationales[0]
-    assert "Calibrated on 1" in model.propose(text, exclude=8)[0].rationales[0]
+    model = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", [*OTHERS, exemplar])
+    own = model.propose(text, exclude=7)[0]
+    assert "Calibrated on 5 " in own.rationales[0]  # the other five, not itself
+    assert "Calibrated on 6 " in model.propose(text, exclude=8)[0].rationales[0]
+    assert model.calibrates(exclude=7) and model.calibrates()
+
+
+def test_fewer_graded_answers_than_the_minimum_leave_the_zero_shot_engine_alone():
+    # With 1-3 exemplars calibration agreed worse with the raters than zero-shot did.
+    few = OTHERS[: calibration.CALIBRATION_MIN - 1]
+    model = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", few)
+    answer = "A stack is LIFO."
+    assert not model.calibrates()
+    assert model.propose(answer) == (
+        rules.propose(
+            snapshot=SNAPSHOT, question=QUESTION, reference=REFERENCE, answer=answer, language="en"
+        ),
+        rules.RULES_CONFIDENCE,
+    )
+    enough = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", OTHERS)
+    assert enough.calibrates() and not enough.calibrates(exclude=1)
 
 
 def test_confidence_grows_with_agreeing_evidence():
@@ -67,7 +91,7 @@ def test_confidence_grows_with_agreeing_evidence():
         for i in range(10)
     ]
     one = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", close[:1]).propose(answer)[1]
-    few = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", close[:3]).propose(answer)[1]
+    few = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", close[:5]).propose(answer)[1]
     many = QuestionModel(SNAPSHOT, QUESTION, REFERENCE, "en", close).propose(answer)[1]
     split = QuestionModel(
         SNAPSHOT,
@@ -76,7 +100,7 @@ def test_confidence_grows_with_agreeing_evidence():
         "en",
         [Exemplar(e.text, (4 if e.answer_id % 2 else 0,), e.answer_id) for e in close],
     ).propose(answer)[1]
-    # One neighbour cannot agree or disagree with anyone: no more than the zero-shot's.
+    # One graded answer does not calibrate: the zero-shot engine's confidence.
     assert one == rules.RULES_CONFIDENCE < few < many
     assert split < many  # neighbours that disagree are weaker evidence
 
@@ -155,6 +179,9 @@ def test_pipeline_calibrates_on_the_teachers_grades(
         "那一刻，我长大了。那天妈妈生病了，我第一次自己做饭，照顾她吃药，我明白了责任。" * 3,
         "我长大了，因为我过了十岁生日。",
         "那一刻我学会了骑车，摔倒很多次，爸爸放手的时候我明白了要靠自己。" * 2,
+        "那年冬天爷爷住院，我每天放学去陪他，第一次觉得自己能为家人分担。" * 2,
+        "我不知道写什么。",
+        "那一刻我长大了，我帮邻居奶奶搬东西，她夸我懂事，我很开心。" * 2,
     ]
     answers = [
         submit(assignment, make_user(f"c{i}"), {essay_question: t}).answers.get()
@@ -164,20 +191,30 @@ def test_pipeline_calibrates_on_the_teachers_grades(
     first = [Answer.objects.select_related("current_assessment").get(pk=a.pk) for a in answers]
     assert all(a.current_assessment.model == rules.RULES_VERSION for a in first)
     criteria = list(essay_question.rubric.criteria.order_by("order"))
-    for answer, points in ((first[0], 18), (first[1], 2)):
+    last = first[-1]
+
+    def regrade_last():
+        grade_now([last], force=True)
+        return Answer.objects.select_related("current_assessment").get(pk=last.pk)
+
+    graded = zip(first[:-1], (18, 2, 15, 16, 0), strict=True)
+    for count, (answer, points) in enumerate(graded, start=1):
         grade_approve(
             answer=answer,
             actor=teacher,
             scores={c.pk: points for c in criteria},
             reason="teacher's judgement",
         )
-    grade_now([first[2]], force=True)
-    regraded = Answer.objects.select_related("current_assessment").get(pk=first[2].pk)
+        regraded = regrade_last()
+        if count < calibration.CALIBRATION_MIN:
+            # Too few to calibrate on: zero-shot, and the same input (nothing to regrade).
+            assert regraded.current_assessment.model == rules.RULES_VERSION
+            assert regraded.current_assessment.input_hash == last.current_assessment.input_hash
     assessment = regraded.current_assessment
     assert assessment.model == calibration.CALIBRATED_VERSION
-    assert assessment.input_hash != first[2].current_assessment.input_hash
+    assert assessment.input_hash != last.current_assessment.input_hash
     rationale = assessment.scores.first().rationale
-    assert "2 份教师评分样例" in rationale or "on 2 teacher-graded" in rationale
+    assert "5 份教师评分样例" in rationale or "on 5 teacher-graded" in rationale
 
 
 def _context(exemplars=()):
@@ -287,19 +324,32 @@ def test_teacher_pins_and_excludes_exemplars(client, teacher, outsider, graded_e
 
 
 @pytest.mark.django_db
-def test_regrade_with_calibration_shows_before_and_after(client, teacher, graded_essays):
-    approve_all(graded_essays[:2], teacher, change={graded_essays[1].pk})
+def test_regrade_with_calibration_shows_before_and_after(
+    client, teacher, graded_essays, grade_now, assignment, essay_question
+):
+    from grading.services.exemplars import CHECK_MIN
+
+    more = [
+        submit(assignment, make_user(f"m{i}"), {essay_question: GOOD + f"第{i}段。"}).answers.get()
+        for i in range(CHECK_MIN - 2)
+    ]
+    grade_now(more)
+    answers = [*graded_essays[:2], *Answer.objects.filter(pk__in=[a.pk for a in more])]
+    url = f"/grading/assignments/{assignment.pk}/calibrate/"
     client.force_login(teacher)
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"  # the page in English, whatever ran before
-    page = client.get(f"/grading/assignments/{graded_essays[0].question.assignment_id}/")
+    approve_all(answers[:-1], teacher, change={answers[1].pk})
+    body = client.post(url).content.decode()
+    assert f"Grade at least {CHECK_MIN} answers" in body and "QWK after" not in body
+    grade_now(answers[-1:])  # the click queued the answers not approved yet
+    approve_all(answers[-1:], teacher)
+    page = client.get(f"/grading/assignments/{assignment.pk}/")
     assert "Regrade with calibration" in page.content.decode()
-    response = client.post(
-        f"/grading/assignments/{graded_essays[0].question.assignment_id}/calibrate/"
-    )
+    response = client.post(url)
     body = response.content.decode()
     assert response.status_code == 200
     assert "Exact before" in body and "QWK after" in body
-    assert "2 answers queued" in body  # the two not approved yet
+    assert "2 answers queued" in body  # the two flagged essays, not approved yet
 
 
 @pytest.mark.django_db

@@ -56,6 +56,9 @@ def exemplar_choose(*, answer: Answer, actor: UserModel, choice: Choice) -> None
         )
 
 
+CHECK_MIN = calibration.CALIBRATION_MIN + 1  # graded answers before a check says anything
+
+
 @dataclass(frozen=True)
 class CalibrationCheck:
     question: Question
@@ -66,12 +69,13 @@ class CalibrationCheck:
 
 def question_calibration_check(*, question: Question) -> CalibrationCheck | None:
     """Agreement with the teacher on the question's graded answers, zero-shot and
-    calibrated, by leave-one-out; None for a question without a rubric or two grades."""
+    calibrated, by leave-one-out; None for a question without a rubric or too few grades
+    (each left-out answer must leave CALIBRATION_MIN to calibrate on)."""
     if question.rubric is None or not question.is_subjective:
         return None
     snapshot = question.rubric.snapshot()
     graded = question_exemplars(question=question, snapshot=snapshot)
-    if len(graded) < 2:
+    if len(graded) < CHECK_MIN:
         return None
     before, after = calibration.cross_validate(
         snapshot=snapshot,

@@ -69,7 +69,7 @@ class Prepared:
     rubric_snapshot: Snapshot
     prompt_prefix: Snapshot
     # The offline engine's per-question model, calibrated on the teacher's graded answers
-    # (None: no exemplars yet, the zero-shot engine grades). `exemplar_key` is part of the
+    # (None: fewer than CALIBRATION_MIN, the zero-shot engine grades). `exemplar_key` is in the
     # input hash, so a new or changed teacher grade makes the question's answers regradable.
     calibrated: calibration.QuestionModel | None = field(default=None, compare=False)
     exemplar_key: str = ""
@@ -312,6 +312,8 @@ def _prepare(question: Question) -> Prepared:
         else (),
     )
     prefix = context.messages("")[:-1]  # everything before the student's message
+    # Below CALIBRATION_MIN graded answers the zero-shot engine grades, and the exemplar
+    # set is no part of the input: a first teacher grade makes nothing regradable.
     calibrated = (
         calibration.question_model(
             context.rubric,
@@ -320,7 +322,7 @@ def _prepare(question: Question) -> Prepared:
             context.language,
             exemplars,
         )
-        if exemplars
+        if len(exemplars) >= calibration.CALIBRATION_MIN
         else None
     )
     return Prepared(
@@ -328,7 +330,7 @@ def _prepare(question: Question) -> Prepared:
         Snapshot.store(context.rubric),
         Snapshot.store(prefix),
         calibrated=calibrated,
-        exemplar_key=calibration.exemplars_key(exemplars),
+        exemplar_key=calibration.exemplars_key(exemplars) if calibrated else "",
     )
 
 
@@ -504,7 +506,7 @@ def _aggregate(proposals: list[Proposal], job: Job) -> tuple[Proposal, float | N
 def _rules_outcome(job: Job) -> Outcome:
     started = time.perf_counter()
     calibrated = job.prepared.calibrated
-    if calibrated is not None:
+    if calibrated is not None and calibrated.calibrates(exclude=job.answer.pk):
         # An exemplar never grades itself: a regraded exemplar is scored by the others.
         proposal, confidence = calibrated.propose(job.answer.text, exclude=job.answer.pk)
         version = calibration.CALIBRATED_VERSION
