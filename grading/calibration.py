@@ -87,8 +87,7 @@ class _Scale:
     means: tuple[float, ...]
     sds: tuple[float, ...]
     weights: tuple[float, ...]
-    ranking_mean: float
-    ranking_sd: float
+    ranking_sd: float  # over the exemplars (their mean ranking is 0: standardised)
     score_mean: float
     score_sd: float
     trust: float  # how far the teacher's scale overrides the zero-shot estimate
@@ -103,20 +102,12 @@ class _Scale:
             means=tuple(statistics.fmean(c) for c in columns),
             sds=tuple(statistics.pstdev(c) for c in columns),
             weights=(1.0, *[share] * (len(columns) - 1)),
-            ranking_mean=0.0,
             ranking_sd=0.0,
             score_mean=statistics.fmean(y for _, y in rows),
             score_sd=statistics.pstdev(y for _, y in rows),
             trust=n / (n + _PRIOR_WEIGHT),
         )
-        rankings = [partial.ranking(x) for x, _ in rows]
-        return cls(
-            **{
-                **partial.__dict__,
-                "ranking_mean": statistics.fmean(rankings),
-                "ranking_sd": statistics.pstdev(rankings),
-            }
-        )
+        return replace(partial, ranking_sd=statistics.pstdev(partial.ranking(x) for x, _ in rows))
 
     def ranking(self, x: Sequence[float]) -> float:
         # A feature that does not vary among the exemplars ranks nobody.
@@ -129,7 +120,7 @@ class _Scale:
     def fraction(self, x: Sequence[float]) -> float:
         """x[0] is the zero-shot estimate, the fallback while evidence is thin."""
         slope = self.score_sd / self.ranking_sd if self.ranking_sd > 1e-9 else 0.0
-        equated = self.score_mean + slope * (self.ranking(x) - self.ranking_mean)
+        equated = self.score_mean + slope * self.ranking(x)
         return x[0] + self.trust * (equated - x[0])
 
 
