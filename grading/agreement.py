@@ -3,7 +3,9 @@
 Pure functions over paired score lists (AI proposal vs. the teacher's final
 grade, or a grader vs. a labelled data set). Quadratic weighted kappa is
 computed on whole points (scores are rounded first, as Kaggle's ASAP and most
-of the short-answer literature do); the other figures use the raw values.
+of the short-answer literature do; halves round up, as a teacher rounds an
+average of 3.5 to 4 and of 4.5 to 5, not to the even neighbour as Python's
+round does); the other figures use the raw values.
 An undefined statistic (no pairs, or a constant series for Pearson/QWK) is
 None, never a made-up 0: a page must show "not enough data", not a verdict.
 """
@@ -13,6 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+
+
+def whole_points(score: float) -> int:
+    """A score rounded to whole points, halves up."""
+    return math.floor(score + 0.5)
 
 
 def _check(a: Sequence[float], b: Sequence[float]) -> None:
@@ -28,8 +35,8 @@ def confusion_matrix(
     size = max_score - min_score + 1
     matrix = [[0] * size for _ in range(size)]
     for x, y in zip(a, b, strict=True):
-        i = min(max(round(x), min_score), max_score) - min_score
-        j = min(max(round(y), min_score), max_score) - min_score
+        i = min(max(whole_points(x), min_score), max_score) - min_score
+        j = min(max(whole_points(y), min_score), max_score) - min_score
         matrix[i][j] += 1
     return matrix
 
@@ -45,7 +52,7 @@ def quadratic_weighted_kappa(
     _check(a, b)
     if not a:
         return None
-    rounded = [round(v) for v in (*a, *b)]
+    rounded = [whole_points(v) for v in (*a, *b)]
     lo = min(rounded) if min_score is None else min_score
     hi = max(rounded) if max_score is None else max_score
     if hi == lo:
@@ -87,7 +94,7 @@ def exact_agreement(a: Sequence[float], b: Sequence[float]) -> float | None:
     _check(a, b)
     if not a:
         return None
-    return sum(round(x) == round(y) for x, y in zip(a, b, strict=True)) / len(a)
+    return sum(whole_points(x) == whole_points(y) for x, y in zip(a, b, strict=True)) / len(a)
 
 
 def adjacent_agreement(
@@ -97,7 +104,8 @@ def adjacent_agreement(
     _check(a, b)
     if not a:
         return None
-    return sum(abs(round(x) - round(y)) <= tolerance for x, y in zip(a, b, strict=True)) / len(a)
+    same = zip(a, b, strict=True)
+    return sum(abs(whole_points(x) - whole_points(y)) <= tolerance for x, y in same) / len(a)
 
 
 def mean_absolute_error(a: Sequence[float], b: Sequence[float]) -> float | None:

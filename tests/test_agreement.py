@@ -47,6 +47,18 @@ def test_exact_adjacent_mae_and_signed_difference():
     assert ag.exact_agreement([2.4], [2]) == 1.0
 
 
+def test_averaged_scores_round_halves_up_as_a_teacher_would():
+    # Two raters' averages (4.5, 3.5, 2.5) are 5, 4 and 3, never the even neighbour.
+    assert [ag.whole_points(v) for v in (4.5, 3.5, 2.5, 0.5, 2.49)] == [5, 4, 3, 1, 2]
+    assert ag.exact_agreement([5, 3], [4.5, 2.5]) == 1.0
+    assert ag.confusion_matrix([2.5], [2], min_score=0, max_score=3) == [
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [0, 0, 1, 0],
+    ]
+
+
 def test_confusion_matrix():
     assert ag.confusion_matrix(A, B, min_score=0, max_score=2) == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
 

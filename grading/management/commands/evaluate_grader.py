@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from grading import llm, rules
-from grading.agreement import agreement
+from grading.agreement import agreement, whole_points
 from grading.calibration import QuestionModel
 from grading.models import Answer, Snapshot
 from grading.prompts import Exemplar, GradingContext, select_exemplars
@@ -139,7 +139,7 @@ class Command(BaseCommand):
                 continue
             chosen = set(rng.sample(range(len(members)), k)) if k else set()
             exemplars = [
-                Exemplar(members[i].answer, (round(members[i].score),), answer_id=i)
+                Exemplar(members[i].answer, (whole_points(members[i].score),), answer_id=i)
                 for i in sorted(chosen)
             ]
             scored = [m for i, m in enumerate(members) if i not in chosen]
@@ -188,7 +188,9 @@ class Command(BaseCommand):
             maximum = options["max_score"]
             return _Graded(
                 [
-                    float(round(rules.bag_of_words_cosine(m.answer, first.reference) * maximum))
+                    float(
+                        whole_points(rules.bag_of_words_cosine(m.answer, first.reference) * maximum)
+                    )
                     for m in scored
                 ]
             )
