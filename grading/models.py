@@ -290,6 +290,9 @@ class Answer(models.Model):
     # Set while the answer waits for the model server to come back (still GRADING, off the
     # sweeper's clock); cleared when it is queued again.
     waiting_for_model_since = models.DateTimeField(null=True, blank=True)
+    # Handed in and waiting in the shared pool: the next pool task to run claims it, with
+    # others, into one chunk (a deadline rush then fills chunks, not one task per answer).
+    grading_pooled = models.BooleanField(default=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
@@ -304,7 +307,12 @@ class Answer(models.Model):
                 condition=Q(status__in=[s.value for s in AnswerStatus]), name="answer_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["status", "grading_started_at"])]
+        indexes = [
+            models.Index(fields=["status", "grading_started_at"]),
+            models.Index(
+                fields=["id"], condition=Q(grading_pooled=True), name="answer_grading_pool"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.submission} · Q{self.question.order}"

@@ -12,6 +12,11 @@ def grade_answers(answer_ids: list[int], force: bool = False) -> dict[str, Any]:
     return vars(summary)
 
 
+def grade_pool() -> dict[str, Any]:
+    summary = services.answers_grade_pool()
+    return vars(summary) if summary is not None else {"claimed": 0}
+
+
 def grading_finished(task: Any) -> None:
     """Hook: a chunk that crashed sends its unfinished answers to manual grading."""
     if not task.success:

@@ -6,7 +6,10 @@ zero, never a lost answer — and running the same work twice changes nothing.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 from django_q.models import OrmQ
 
 from courses.models import Assignment, GradingMode, Question, QuestionKind
@@ -304,10 +307,64 @@ def test_submitting_enqueues_after_commit(
         assert OrmQ.objects.count() == 0  # nothing is queued before the commit
     assert len(callbacks) == 1
     callbacks[0]()
-    assert OrmQ.objects.count() == 2  # three answers in chunks of two
+    assert OrmQ.objects.count() == 1  # one pool task per hand-in, whatever it holds
     submission.refresh_from_db()
     assert submission.status == SubmissionStatus.SUBMITTED and not submission.is_late
     assert set(submission.answers.values_list("status", flat=True)) == {AnswerStatus.GRADING}
+    assert submission.answers.filter(grading_pooled=True).count() == 3
+
+
+def test_pool_tasks_claim_hand_ins_in_chunks(
+    fake_llm, settings, django_capture_on_commit_callbacks, assignment, essay_question
+):
+    from grading import tasks
+
+    settings.GRADING_CHUNK_SIZE = 2
+    with django_capture_on_commit_callbacks(execute=True):
+        answers = [
+            essay_answer(assignment, essay_question, GOOD + str(i), f"p{i}") for i in range(3)
+        ]
+        services.answers_enqueue(answer_ids=[a.pk for a in answers], pooled=True)
+    # Three hand-ins' worth of answers: the first pool task to run takes a full chunk,
+    # the next the rest, and a late one finds the pool empty.
+    assert tasks.grade_pool()["graded"] == 2
+    assert tasks.grade_pool()["graded"] == 1
+    assert tasks.grade_pool() == {"claimed": 0}
+    assert len(fake_llm.requests) == 3
+    assert not Answer.objects.filter(grading_pooled=True).exists()
+    assert set(Answer.objects.values_list("status", flat=True)) == {AnswerStatus.GRADED}
+
+
+def test_a_regrade_never_goes_to_the_pool(grade_now, fake_llm, assignment, essay_question):
+    answer = essay_answer(assignment, essay_question, GOOD)
+    services.answers_enqueue(answer_ids=[answer.pk], pooled=True, force=True)
+    assert not Answer.objects.get(pk=answer.pk).grading_pooled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_pool_tasks_never_share_an_answer(assignment, essay_question):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL's row locks (DATABASE_URL)")
+    answers = [essay_answer(assignment, essay_question, GOOD + str(i), f"c{i}") for i in range(40)]
+    services.answers_enqueue(answer_ids=[a.pk for a in answers], pooled=True)
+    claims: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        try:
+            for _ in range(5):
+                claims.append(services.answers_claim_pooled(limit=3))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [pk for chunk in claims for pk in chunk]
+    assert sorted(claimed) == sorted(a.pk for a in answers)  # each exactly once
 
 
 def test_stuck_answers_are_requeued_then_left_to_a_teacher(

@@ -25,13 +25,14 @@ from ..selectors import (
     student_visible_grades,
     submission_current,
 )
-from .assessments import LOW_CONFIDENCE, answers_mark_failed
+from .assessments import LOW_CONFIDENCE, answers_claim_pooled, answers_mark_failed
 from .pipeline import GradeSummary, answers_grade
 from .queue import (
     TASK_FUNC,
     TASK_HOOK,
     answers_enqueue,
     answers_grade_chunk,
+    answers_grade_pool,
     answers_requeue_stuck,
     answers_wait_for_model,
     assignment_grade,
@@ -80,9 +81,11 @@ __all__ = [
     "SubmissionError",
     "answer_comment_create",
     "answer_comment_delete",
+    "answers_claim_pooled",
     "answers_enqueue",
     "answers_grade",
     "answers_grade_chunk",
+    "answers_grade_pool",
     "answers_mark_failed",
     "answers_requeue_stuck",
     "answers_wait_for_model",

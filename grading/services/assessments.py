@@ -41,8 +41,11 @@ LOW_CONFIDENCE = 0.6
 # --- Answer status ----------------------------------------------------------------------
 
 
-def answers_mark_grading(*, answer_ids: Iterable[int], reopen_approved: bool = False) -> list[int]:
-    """Mark answers GRADING and return their ids, sorted.
+def answers_mark_grading(
+    *, answer_ids: Iterable[int], reopen_approved: bool = False, pooled: bool = False
+) -> list[int]:
+    """Mark answers GRADING and return their ids, sorted; `pooled`: into the shared pool
+    that pool tasks claim from (hand-ins), else for a task that names them.
 
     Approved answers are left alone — a teacher's grade is never replaced by a new
     proposal behind their back — unless `reopen_approved`: objective grades come from
@@ -57,9 +60,24 @@ def answers_mark_grading(*, answer_ids: Iterable[int], reopen_approved: bool = F
         status=AnswerStatus.GRADING,
         grading_started_at=now,
         waiting_for_model_since=None,
+        grading_pooled=pooled,
         status_reason="",
         updated_at=now,
     )
+    return ids
+
+
+def answers_claim_pooled(*, limit: int) -> list[int]:
+    """Take up to `limit` answers out of the pool, oldest first, for one task. Locked rows
+    are skipped and each claim is committed at once: two tasks never share an answer."""
+    with transaction.atomic():
+        ids = list(
+            Answer.objects.select_for_update(skip_locked=True)
+            .filter(grading_pooled=True, status=AnswerStatus.GRADING)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        Answer.objects.filter(pk__in=ids).update(grading_pooled=False)
     return ids
 
 

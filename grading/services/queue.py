@@ -5,6 +5,13 @@ Nothing slow runs in a web request. Answers travel in chunks of `chunk_size()`
 `grading.tasks.grade_answers`; a hook sends a crashed chunk to manual grading,
 and a scheduled sweeper re-enqueues answers a dead worker left behind.
 
+A hand-in brings one or two subjective answers, so hand-ins go to a shared pool
+instead: each enqueues one `grading.tasks.grade_pool` task, and whichever pool
+task runs first claims everything waiting, up to a chunk. In a deadline rush the
+chunks fill up and every worker keeps the model server's slots busy; one task
+per hand-in would grade at workers / latency answers per second, whatever the
+server's capacity. Pool tasks that find the pool empty end at once.
+
 When the model server is down the answers wait for it, still GRADING, instead
 of going to the teachers: a task never sleeps through an outage (it would run
 into Q_TIMEOUT). It marks them waiting and leaves a one-off schedule to probe
@@ -32,12 +39,18 @@ from .. import llm
 from ..audit import audit_record
 from ..llm import per_worker_concurrency
 from ..models import Answer, AnswerStatus, SubmissionStatus
-from .assessments import answers_mark_failed, answers_mark_grading, answers_mark_waiting
+from .assessments import (
+    answers_claim_pooled,
+    answers_mark_failed,
+    answers_mark_grading,
+    answers_mark_waiting,
+)
 from .pipeline import GradeSummary, answers_grade
 
 logger = logging.getLogger(__name__)
 
 TASK_FUNC = "grading.tasks.grade_answers"
+POOL_FUNC = "grading.tasks.grade_pool"
 TASK_HOOK = "grading.tasks.grading_finished"
 PROBE_FUNC = "grading.tasks.model_probe"
 PROBE_SCHEDULE = "Probe the model server (answers are waiting)"
@@ -53,17 +66,22 @@ def _chunks(ids: list[int], size: int) -> Iterator[list[int]]:
         yield ids[start : start + size]
 
 
-def answers_enqueue(*, answer_ids: Iterable[int], force: bool = False) -> int:
-    """Mark answers GRADING and enqueue their grading once the transaction commits.
+def answers_enqueue(*, answer_ids: Iterable[int], force: bool = False, pooled: bool = False) -> int:
+    """Mark answers GRADING and enqueue their grading once the transaction commits;
+    `pooled` (a hand-in): into the shared pool, for the next pool task to claim.
 
     Approved answers are left alone: a teacher's grade is never replaced by a
     new proposal behind their back.
     """
-    ids = answers_mark_grading(answer_ids=answer_ids)
+    pooled = pooled and not force
+    ids = answers_mark_grading(answer_ids=answer_ids, pooled=pooled)
     if not ids:
         return 0
 
     def enqueue() -> None:
+        if pooled:
+            async_task(POOL_FUNC)
+            return
         for chunk in _chunks(ids, chunk_size()):
             async_task(TASK_FUNC, chunk, force=force, hook=TASK_HOOK)
 
@@ -81,6 +99,20 @@ def answers_grade_chunk(*, answer_ids: list[int], force: bool = False) -> GradeS
     if summary.unsent:
         answers_enqueue(answer_ids=summary.unsent, force=force)
     return summary
+
+
+def answers_grade_pool() -> GradeSummary | None:
+    """What a pool task runs: claim a chunk from the pool and grade it (None: the pool was
+    empty, an earlier pool task took them). A crash sends the claimed answers to manual
+    grading, as the hook does for a named chunk."""
+    ids = answers_claim_pooled(limit=chunk_size())
+    if not ids:
+        return None
+    try:
+        return answers_grade_chunk(answer_ids=ids)
+    except Exception as exc:
+        answers_mark_failed(answer_ids=ids, reason=f"grading task failed: {str(exc)[:1500]}")
+        raise
 
 
 def answers_wait_for_model(*, answer_ids: Iterable[int]) -> int:

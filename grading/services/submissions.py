@@ -233,7 +233,7 @@ def submission_submit(
             assignment_id=submission.assignment_id,
             submission_id=submission.pk,
         )
-        answers_enqueue(answer_ids=submission.answers.values_list("pk", flat=True))
+        answers_enqueue(answer_ids=submission.answers.values_list("pk", flat=True), pooled=True)
         lti_hooks.passback_request(
             assignment_id=submission.assignment_id, student_ids=[submission.student_id]
         )
