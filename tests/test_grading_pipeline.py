@@ -6,10 +6,12 @@ zero, never a lost answer — and running the same work twice changes nothing.
 
 from __future__ import annotations
 
+import datetime
 import threading
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from courses.models import Assignment, GradingMode, Question, QuestionKind
@@ -327,6 +329,11 @@ def test_pool_tasks_claim_hand_ins_in_chunks(
         services.answers_enqueue(answer_ids=[a.pk for a in answers], pooled=True)
     # Three hand-ins' worth of answers: the first pool task to run takes a full chunk,
     # the next the rest, and a late one finds the pool empty.
+    handed_in = timezone.now() - datetime.timedelta(hours=1)
+    Answer.objects.update(grading_started_at=handed_in)  # they waited in the pool
+    claimed = services.answers_claim_pooled(limit=1)
+    assert Answer.objects.get(pk=claimed[0]).grading_started_at > handed_in  # sweeper's clock
+    Answer.objects.filter(pk__in=claimed).update(grading_pooled=True)  # back in the pool
     assert tasks.grade_pool()["graded"] == 2
     assert tasks.grade_pool()["graded"] == 1
     assert tasks.grade_pool() == {"claimed": 0}

@@ -77,7 +77,11 @@ def answers_claim_pooled(*, limit: int) -> list[int]:
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
-        Answer.objects.filter(pk__in=ids).update(grading_pooled=False)
+        # Claimed now: the sweeper's clock starts at the claim, not at the hand-in, so an
+        # answer that waited in the pool is not taken for a stuck one while it is graded.
+        Answer.objects.filter(pk__in=ids).update(
+            grading_pooled=False, grading_started_at=timezone.now()
+        )
     return ids
 
 
