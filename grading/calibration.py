@@ -156,7 +156,8 @@ class QuestionModel:
             df.update(doc.keys())
         # Smoothed IDF (as scikit-learn's): never zero, rarer features weigh more.
         self._idf = {f: math.log((1 + n) / (1 + d)) + 1 for f, d in df.items()}
-        self._zero = [self._zero_fractions(e.text) for e in self.exemplars]
+        # Continuous, not snapped to points: ties between answers would lose the ranking.
+        self._zero = [list(self._estimate(e.text).fractions) for e in self.exemplars]
 
     @property
     def maxima(self) -> list[int]:
@@ -166,10 +167,6 @@ class QuestionModel:
         return rules.estimate(
             snapshot=self.snapshot, question=self.question, reference=self.reference, answer=text
         )
-
-    def _zero_fractions(self, text: str) -> list[float]:
-        # Continuous, not snapped to points: ties between answers would lose the ranking.
-        return list(self._estimate(text).fractions)
 
     def _kernel(self, sims: list[tuple[float, int]]) -> tuple[list[float], float, list[int]]:
         """From (similarity, exemplar) pairs: similarity-weighted exemplar scores per
@@ -244,20 +241,13 @@ class QuestionModel:
 
     def _is_good(self, j: int) -> bool:
         """Exemplar j earned (nearly) full marks on some criterion."""
-        return any(
-            s / (m or 1) >= _GOOD
-            for s, m in zip(self.exemplars[j].scores, self.maxima, strict=True)
-        )
+        return any(self._y(j, k) >= _GOOD for k in range(len(self.maxima)))
 
     def _good_match(self, carries: dict[int, float], k: int) -> float:
         """How well the answer carries the content of the exemplars that earned (nearly)
         full marks: they are more reference answers, in the students' own words.
         `carries` maps the exemplars to consider to the answer's match with each."""
-        maximum = self.maxima[k] or 1
-        return max(
-            (m for j, m in carries.items() if self.exemplars[j].scores[k] / maximum >= _GOOD),
-            default=0.0,
-        )
+        return max((m for j, m in carries.items() if self._y(j, k) >= _GOOD), default=0.0)
 
     def calibrates(self, *, exclude: int | None = None) -> bool:
         """Whether `propose` (with this `exclude`) calibrates or falls back to zero-shot."""
